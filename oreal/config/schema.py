@@ -1,0 +1,273 @@
+"""The typed config tree. YAML files under ``conf/`` only carry values; the types, defaults
+and documentation of every field live here. The entry point converts the composed Hydra
+config into these dataclasses once (:func:`oreal.config.load.to_config`); nothing below
+it sees a DictConfig.
+
+The ``algo`` node is polymorphic: each loss variant of :mod:`oreal.algo.variants` has its own
+dataclass, and ``conf/algo/<name>.yaml`` selects it through its defaults list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from omegaconf import MISSING
+
+from oreal.algo.variants import AlgoConfig
+
+ROLLOUT_ENGINES = ("vllm", "hf", "replay")
+POLICY_ENGINES = ("torch", "megatron")
+DTYPES = ("float32", "bfloat16", "float16")
+WANDB_MODES = ("online", "offline", "disabled")
+
+
+@dataclass
+class ModelConfig:
+    """A Qwen2-architecture causal LM. ``path`` is a local directory or a hub name; the
+    architecture numbers are the published ones (used to build the tiny model, to validate
+    parallel layouts and by ``oreal plan``)."""
+
+    name: str = MISSING
+    path: str = MISSING
+    vocab_size: int = MISSING
+    hidden_size: int = MISSING
+    intermediate_size: int = MISSING
+    num_layers: int = MISSING
+    num_attention_heads: int = MISSING
+    num_kv_heads: int = MISSING
+    max_position_embeddings: int = 32768
+    rope_theta: float = 1_000_000.0
+    rms_norm_eps: float = 1e-6
+    tie_word_embeddings: bool = False
+    dtype: str = "bfloat16"
+    # Built on this machine by `oreal init-tiny` when `path` does not exist (no hub access needed).
+    build_locally: bool = False
+    # Published parameter count, checked by `oreal plan` and its test (None: not published).
+    published_num_params: Optional[float] = None
+
+
+@dataclass
+class FieldMap:
+    """Column names of a prompt dataset. ``None`` means the column does not exist."""
+
+    problem: str = "problem"
+    answer: str = "answer"
+    pass_rate: Optional[str] = None
+    subject: Optional[str] = None
+    level: Optional[str] = None
+    id: Optional[str] = None
+
+
+@dataclass
+class SourceConfig:
+    """One prompt source. ``kind``: ``jsonl`` / ``parquet`` (a file), ``hub`` (a Hugging Face
+    dataset name, loaded with ``datasets.load_dataset``), ``cpu_task`` (the generated
+    arithmetic task; ``path`` is the split name), or ``auto`` (from the file suffix)."""
+
+    path: str = MISSING
+    kind: str = "auto"
+    split: str = "train"
+    weight: float = 1.0
+    sha256: Optional[str] = None
+    limit: Optional[int] = None
+    fields: FieldMap = field(default_factory=FieldMap)
+
+
+@dataclass
+class EvalSetConfig:
+    """An evaluation set: ``num_samples`` answers per problem at the given sampling settings;
+    ``max_new_tokens: null`` uses the rollout's."""
+
+    source: SourceConfig = field(default_factory=SourceConfig)
+    num_problems: Optional[int] = None
+    num_samples: int = 1
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_new_tokens: Optional[int] = None
+
+
+@dataclass
+class PassRateBandConfig:
+    low: float = 0.0
+    high: float = 1.0
+    repeat: int = 1
+
+
+@dataclass
+class CPUTaskConfig:
+    """The generated arithmetic word problems of the default CPU experiment."""
+
+    seed: int = 1234
+    num_train: int = 4000
+    num_heldout: int = 200
+    num_sft: int = 4000
+    min_steps: int = 1
+    max_steps: int = 3
+    max_operand: int = 20
+    fraction_prob: float = 0.2
+
+
+@dataclass
+class DataConfig:
+    train: dict[str, SourceConfig] = field(default_factory=dict)
+    eval: dict[str, EvalSetConfig] = field(default_factory=dict)
+    # Files under oreal/data/prompts/ and oreal/data/templates/, referenced by name.
+    system_prompt: Optional[str] = "oreal"
+    chat_template: str = "tokenizer"
+    max_prompt_tokens: int = 2048
+    difficulty_balance: bool = False
+    pass_rate_bands: list[PassRateBandConfig] = field(
+        default_factory=lambda: [
+            PassRateBandConfig(0.0, 0.2, 6),
+            PassRateBandConfig(0.2, 0.4, 4),
+            PassRateBandConfig(0.4, 0.6, 4),
+            PassRateBandConfig(0.6, 0.8, 2),
+        ]
+    )
+    cpu_task: CPUTaskConfig = field(default_factory=CPUTaskConfig)
+
+
+@dataclass
+class RolloutConfig:
+    """Sampling engine and settings. ``top_k: 0`` disables top-k (the reference's convention)."""
+
+    engine: str = "vllm"
+    temperature: float = 1.0
+    top_p: float = 0.9
+    top_k: int = 0
+    max_new_tokens: int = 14000
+    max_model_len: int = 16384
+    stop: list[str] = field(default_factory=list)
+    dtype: Optional[str] = None  # None: the model's dtype
+    tensor_parallel_size: int = 1
+    # vLLM's KV cache is always sized explicitly: on CPU in bytes, on GPU as a memory fraction.
+    kv_cache_gb: float = 1.0
+    gpu_memory_utilization: float = 0.85
+    enforce_eager: bool = True
+    replay_path: Optional[str] = None
+
+
+@dataclass
+class JudgeConfig:
+    """Optional LLM judge behind an OpenAI-compatible server; asked only when the rule
+    checker does not say correct. The API key is read from the environment variable named
+    by ``api_key_env`` and is never written anywhere."""
+
+    enabled: bool = False
+    base_url: str = "http://127.0.0.1:8000/v1"
+    model: str = "Qwen/Qwen2.5-72B-Instruct"
+    api_key_env: str = "OREAL_JUDGE_API_KEY"
+    max_concurrency: int = 16
+    request_timeout_s: float = 60.0
+    max_retries: int = 3
+    deadline_s: float = 600.0
+
+
+@dataclass
+class RewardConfig:
+    timeout_s: float = 5.0
+    memory_mb: int = 2048
+    num_workers: int = 0  # 0: one per CPU core
+    thinking_markers: list[str] = field(default_factory=lambda: ["</think>", "**Final Answer**", "<conclude>"])
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+
+
+@dataclass
+class EngineConfig:
+    """The policy engine (training side)."""
+
+    name: str = "torch"
+    tensor_parallel_size: int = 1
+    pipeline_parallel_size: int = 1
+    micro_batch_size_per_rank: int = 4
+    logprob_chunk_size: int = 1024
+    gradient_checkpointing: bool = False
+    dtype: str = "float32"
+    sync_bucket_mb: int = 256
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warm-up then cosine decay to ``min_lr``."""
+
+    lr: float = 5e-7
+    min_lr: float = 1e-7
+    warmup_steps: int = 10
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    betas: tuple[float, float] = (0.9, 0.95)
+
+
+@dataclass
+class SFTConfig:
+    """Warm start by supervised fine-tuning (the CPU experiment); cached by content hash."""
+
+    enabled: bool = False
+    num_epochs: int = 1
+    batch_size: int = 32
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=3e-3, min_lr=3e-4, warmup_steps=20, weight_decay=0.0))
+
+
+@dataclass
+class TrainerConfig:
+    num_steps: int = 90
+    num_prompts_per_step: int = 64
+    num_samples_per_prompt: int = 16
+    policy_optim: OptimConfig = field(default_factory=OptimConfig)
+    token_rm_optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-6, min_lr=4e-7))
+    eval_every: int = 10  # 0 disables periodic evaluation
+    eval_at_start: bool = True
+    checkpoint_every: int = 10
+    keep_last_checkpoints: int = 2
+    save_trajectories: bool = True
+    sft: SFTConfig = field(default_factory=SFTConfig)
+
+
+@dataclass
+class LoggingConfig:
+    wandb_mode: str = "offline"
+    project: str = "oreal"
+    entity: Optional[str] = None
+    group: Optional[str] = None
+    run_name: Optional[str] = None
+    job_type: Optional[str] = None
+    tags: list[str] = field(default_factory=list)
+    progress_bars: bool = True
+
+
+@dataclass
+class ClusterConfig:
+    """Where the job runs. ``launcher`` is informational; the launcher itself is selected by
+    the cluster YAML's ``hydra/launcher`` override."""
+
+    name: str = "local"
+    launcher: str = "local"
+    partition: Optional[str] = None
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    nodes: int = 1
+    gpus_per_node: int = 0
+    gpu_memory_gb: float = 80.0
+    cpus_per_task: int = 2
+    mem_gb: float = 16.0
+    timeout_min: int = 60
+    rollout_nodes: int = 0
+    setup: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    algo: AlgoConfig = MISSING
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    name: str = "default"
+    seed: int = 0
+    run_dir: str = MISSING
+    cache_dir: str = ".cache"

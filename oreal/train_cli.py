@@ -1,0 +1,14 @@
+"""``oreal train ARGS`` == ``python -m oreal.train ARGS`` (Hydra parses ``sys.argv``)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Sequence
+
+
+def main(argv: Sequence[str]) -> int:
+    from oreal import train
+
+    sys.argv = ["oreal.train", *argv]
+    train.main()
+    return 0

@@ -1,0 +1,108 @@
+"""Every shipped config composes and validates; bad values fail in one line naming the field."""
+
+import subprocess
+import sys
+
+import pytest
+
+from oreal.algo import LOSS_VARIANTS
+from oreal.config import CONF_DIR, Config, ConfigError, load_config
+
+GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "evalset")
+
+
+def options(group):
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+ALL = [(g, o) for g in GROUPS for o in options(g)]
+# values that only exist at run time and have no sensible default
+REQUIRED = {("rollout", "replay"): ["rollout.replay_path=responses.jsonl"]}
+
+
+def test_groups_cover_every_independent_choice():
+    assert {"model", "data", "algo", "rollout", "reward", "engine", "logging", "cluster", "experiment"} <= set(GROUPS)
+    assert {"tiny", "qwen2.5_7b", "qwen2.5_32b"} <= set(options("model"))
+    assert set(LOSS_VARIANTS) <= set(options("algo"))
+
+
+@pytest.mark.parametrize("group,option", ALL, ids=[f"{g}={o}" for g, o in ALL])
+def test_every_option_composes_and_validates(group, option):
+    cfg = load_config([f"{group}={option}", *REQUIRED.get((group, option), [])])
+    assert isinstance(cfg, Config)
+    if group == "algo":
+        # the variant's own dataclass, selected through the YAML's defaults list
+        assert type(cfg.algo) is LOSS_VARIANTS[cfg.algo.name].config_cls
+    if group == "experiment":
+        assert cfg.name == option
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+@pytest.mark.parametrize("algo", sorted(LOSS_VARIANTS))
+def test_every_experiment_runs_every_loss_variant(experiment, algo):
+    cfg = load_config([f"experiment={experiment}", f"algo={algo}"])
+    assert cfg.algo.name == algo
+
+
+def test_published_layouts():
+    seven = load_config(["experiment=oreal_7b"])
+    assert (seven.model.num_layers, seven.model.hidden_size, seven.engine.tensor_parallel_size) == (28, 3584, 4)
+    big = load_config(["experiment=oreal_32b"])
+    assert (big.model.num_layers, big.model.hidden_size, big.engine.tensor_parallel_size) == (64, 5120, 8)
+    assert big.trainer.policy_optim.lr == 5e-7 and big.trainer.token_rm_optim.min_lr == 4e-7  # inherited from oreal_7b
+
+
+def test_oreal_defaults_are_the_paper_values():
+    a = load_config(["algo=oreal"]).algo
+    assert (a.advantage_estimator, a.filter, a.kl_coef, a.kl_estimator) == ("rloo", "pair", 0.01, "k3")
+    assert (a.positive_loss_factor, a.negative_loss_factor, a.pos_mult_adv, a.actor_freeze_steps) == (1.0, 0.5, True, 10)
+    b = load_config(["algo=oreal_no_token_rm"]).algo
+    assert (b.filter, b.actor_freeze_steps, b.uses_token_rm) == ("none", 0, False)
+
+
+BAD = [
+    (["experiment=oreal_7b", "engine.tensor_parallel_size=3"], r"^engine\.tensor_parallel_size=3 must divide model\.num_attention_heads=28"),
+    (["experiment=oreal_32b", "engine.tensor_parallel_size=10"], r"^engine\.tensor_parallel_size=10 must divide model\.num_kv_heads=8"),
+    (["engine.pipeline_parallel_size=3"], r"^engine\.pipeline_parallel_size=3 must divide model\.num_layers=4"),
+    (["engine.tensor_parallel_size=2"], r"torch engine is data parallel only; use engine=megatron"),
+    (["algo.kl_coef=abc"], r"^algo\.kl_coef: Value 'abc'"),
+    (["algo.bogus=1"], r"^algo\.bogus: Key 'bogus' not in 'OrealConfig'"),
+    (["+trainer.bogus=1"], r"^trainer\.bogus: not a field of TrainerConfig"),
+    (["algo=grpo", "algo.rescale=topk"], r"^algo\.rescale: Key 'rescale' not in 'GRPOConfig'"),
+    (["algo.name=grpo"], r"^algo\.name='grpo' does not match the algo schema OrealConfig; select the variant with algo=grpo"),
+    (["algo.kl_estimator=k4"], r"^algo\.kl_estimator='k4' is not supported"),
+    (["algo.actor_freeze_steps=500"], r"^algo\.actor_freeze_steps=500 must be in \[0, trainer\.num_steps"),
+    (["algo=grpo", "algo.actor_freeze_steps=2"], r"^algo\.actor_freeze_steps=2 only makes sense with a token RM"),
+    (["algo=grpo", "trainer.num_samples_per_prompt=1"], r"^trainer\.num_samples_per_prompt=1"),
+    (["rollout.top_p=0"], r"^rollout\.top_p=0\.0 must be in \(0, 1\]"),
+    (["rollout.max_new_tokens=600"], r"^rollout\.max_new_tokens=600 must be below rollout\.max_model_len=512"),
+    (["rollout.engine=sglang"], r"^rollout\.engine='sglang' is not supported"),
+    (["rollout=replay"], r"^rollout\.replay_path is required"),
+    (["trainer.policy_optim.min_lr=1"], r"^trainer\.policy_optim\.min_lr=1\.0 must be in"),
+    (["cluster.rollout_nodes=1"], r"^cluster\.rollout_nodes=1 must be in \[0, cluster\.nodes=1\)"),
+    (["logging.wandb_mode=loud"], r"^logging\.wandb_mode='loud'"),
+    (["model=nope"], r"Could not find 'model/nope'"),
+]
+
+
+@pytest.mark.parametrize("overrides,pattern", BAD, ids=[" ".join(o) for o, _ in BAD])
+def test_bad_values_fail_in_one_line_naming_the_field(overrides, pattern):
+    with pytest.raises(ConfigError, match=pattern) as info:
+        load_config(overrides)
+    assert "\n" not in str(info.value)
+
+
+def test_entry_point_reports_bad_config_in_one_line():
+    proc = subprocess.run([sys.executable, "-m", "oreal.train", "engine.tensor_parallel_size=3", "hydra.run.dir=/tmp/oreal-test-bad"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "oreal: invalid config: engine.tensor_parallel_size=3 must divide model.num_attention_heads=4 of model=tiny; choose one of: 1, 2, 4"
+    ]
+
+
+def test_config_command_prints_the_resolved_config():
+    from oreal.cli import main
+
+    assert main(["config", "experiment=oreal_7b", "algo=grpo"]) == 0
+    assert main(["config", "algo.kl_coef=abc"]) == 2
