@@ -1,0 +1,1 @@
+"""Prompt datasets, templates, difficulty balance, the CPU task and evaluation sets."""
