@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("oreal.train_cli", "run training (same as `python -m oreal.train`; Hydra overrides)"),
     "config": ("oreal.config.cli", "print the resolved, validated config for some overrides"),
+    "init-tiny": ("oreal.engines.cli", "build the tiny Qwen2 model and tokenizer locally (no hub access)"),
     "grade": ("oreal.reward.cli", "grade a JSONL file of {response, gold} rows and summarise by reason"),
 }
 

@@ -1,0 +1,68 @@
+"""Engines built from config, selected by name from registries (heavy imports stay lazy)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from oreal.config.schema import Config
+from oreal.engines.distributed import DistEnv
+from oreal.engines.protocols import PolicyEngine, RolloutEngine
+
+RolloutBuilder = Callable[[Config, str], RolloutEngine]
+PolicyBuilder = Callable[[Config, str, DistEnv], PolicyEngine]
+
+
+def _vllm(cfg: Config, model_path: str) -> RolloutEngine:
+    from oreal.engines.vllm import VLLMRolloutEngine
+
+    r = cfg.rollout
+    return VLLMRolloutEngine(model_path, dtype=r.dtype or cfg.model.dtype, max_model_len=r.max_model_len,
+                             kv_cache_gb=r.kv_cache_gb, gpu_memory_utilization=r.gpu_memory_utilization,
+                             enforce_eager=r.enforce_eager, tensor_parallel_size=r.tensor_parallel_size, seed=cfg.seed)
+
+
+def _hf(cfg: Config, model_path: str) -> RolloutEngine:
+    import torch
+
+    from oreal.engines.hf_rollout import HFRolloutEngine
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return HFRolloutEngine(model_path, dtype=cfg.rollout.dtype or cfg.model.dtype, device=device)
+
+
+def _replay(cfg: Config, model_path: str) -> RolloutEngine:
+    from transformers import AutoTokenizer
+
+    from oreal.engines.replay import ReplayRolloutEngine
+
+    return ReplayRolloutEngine(cfg.rollout.replay_path, AutoTokenizer.from_pretrained(model_path))
+
+
+ROLLOUT_BUILDERS: dict[str, RolloutBuilder] = {"vllm": _vllm, "hf": _hf, "replay": _replay}
+
+
+def _torch(cfg: Config, model_path: str, dist_env: DistEnv) -> PolicyEngine:
+    from oreal.engines.torch_policy import TorchPolicyEngine
+
+    t = cfg.trainer
+    return TorchPolicyEngine(
+        model_path, dtype=cfg.engine.dtype, use_reference=cfg.algo.uses_reference, use_token_rm=cfg.algo.uses_token_rm,
+        policy_optim=t.policy_optim, token_rm_optim=t.token_rm_optim, total_steps=t.num_steps,
+        micro_batch_size=cfg.engine.micro_batch_size_per_rank, logprob_chunk_size=cfg.engine.logprob_chunk_size,
+        gradient_checkpointing=cfg.engine.gradient_checkpointing, dist_env=dist_env, seed=cfg.seed,
+    )
+
+
+POLICY_BUILDERS: dict[str, PolicyBuilder] = {"torch": _torch}
+
+
+def build_rollout_engine(cfg: Config, model_path: str) -> RolloutEngine:
+    return ROLLOUT_BUILDERS[cfg.rollout.engine](cfg, model_path)
+
+
+def build_policy_engine(cfg: Config, model_path: str, dist_env: DistEnv) -> PolicyEngine:
+    try:
+        builder = POLICY_BUILDERS[cfg.engine.name]
+    except KeyError:
+        raise ValueError(f"engine.name={cfg.engine.name!r} has no builder; available: {', '.join(POLICY_BUILDERS)}") from None
+    return builder(cfg, model_path, dist_env)

@@ -1,0 +1,31 @@
+"""AdamW with linear warm-up and cosine decay, shared by every policy engine."""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import torch
+
+from oreal.config.schema import OptimConfig
+
+
+def lr_factor(step: int, cfg: OptimConfig, total_steps: int) -> float:
+    """Multiplier of ``cfg.lr`` at optimisation step ``step`` (0-based).
+
+    Linear warm-up ``(step + 1) / warmup_steps`` (the reference starts at 0, which wastes its
+    first step), then cosine from ``lr`` to ``min_lr`` over the remaining steps.
+    """
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    decay_steps = max(1, total_steps - cfg.warmup_steps)
+    progress = min(1.0, (step - cfg.warmup_steps) / decay_steps)
+    floor = cfg.min_lr / cfg.lr
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimConfig, total_steps: int):
+    """``(AdamW, LambdaLR)``; call ``scheduler.step()`` once per RL step."""
+    opt = torch.optim.AdamW(list(params), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, cfg, total_steps))
+    return opt, sched

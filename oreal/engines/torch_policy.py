@@ -1,0 +1,245 @@
+"""The torch policy engine: a Hugging Face causal LM trained with plain torch.
+
+It holds three models built from the same starting checkpoint: the policy (trained), a frozen
+reference (for the KL term) and the token-level reward model (the same backbone with a scalar
+head, trained). Micro-batches are packed without padding (sequences concatenated, position
+ids restarting per sequence), log-probs come from :func:`chunked_logprobs`, and data
+parallelism splits each step's sequences across ranks and sums gradients with one
+all-reduce per bucket, so the result equals one process with the whole batch.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+import torch.distributed as dist
+from torch.nn.utils.rnn import pad_sequence
+
+from oreal.algo import LossInputs, TokenCounts
+from oreal.config.schema import OptimConfig
+from oreal.engines.distributed import DistEnv
+from oreal.engines.logprobs import chunked_entropy, chunked_logprobs, compute_dtype
+from oreal.engines.optim import build_optimizer
+from oreal.engines.protocols import MicroBatchLoss, ScoredTokens, SequenceBatch, TrainStats
+from oreal.engines.weights import buckets
+
+
+class TokenRewardModel(torch.nn.Module):
+    """A causal LM backbone with a scalar head: one logit per position (``hidden -> 1``)."""
+
+    def __init__(self, backbone: torch.nn.Module, hidden_size: int, seed: int = 0):
+        super().__init__()
+        self.backbone = backbone
+        self.head = torch.nn.Linear(hidden_size, 1, bias=False)
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            self.head.reset_parameters()
+        self.head.to(next(backbone.parameters()).dtype)
+
+
+@dataclass
+class _Packed:
+    input_ids: torch.Tensor  # [1, T]
+    position_ids: torch.Tensor  # [1, T]
+    gather: torch.Tensor  # [N] positions whose output predicts a response token
+    labels: torch.Tensor  # [N] the response tokens
+    lengths: list[int]  # response tokens per sequence
+
+
+def pack(batch: SequenceBatch, device: str) -> _Packed:
+    ids, pos, gather, labels, lengths, offset = [], [], [], [], [], 0
+    for tokens, n_prompt in zip(batch.token_ids, batch.num_prompt_tokens):
+        n = len(tokens)
+        if not 0 < n_prompt < n:
+            raise ValueError(f"a sequence needs at least one prompt and one response token, got {n_prompt} of {n}")
+        ids.extend(tokens)
+        pos.extend(range(n))
+        gather.extend(range(offset + n_prompt - 1, offset + n - 1))
+        labels.extend(tokens[n_prompt:])
+        lengths.append(n - n_prompt)
+        offset += n
+    as_long = lambda x: torch.tensor(x, dtype=torch.long, device=device)  # noqa: E731
+    return _Packed(as_long(ids)[None], as_long(pos)[None], as_long(gather), as_long(labels), lengths)
+
+
+def pad(values: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sequence 1-D tensors -> ``[B, T]`` right-padded values and bool mask."""
+    padded = pad_sequence(values, batch_first=True)
+    mask = pad_sequence([torch.ones(len(v), dtype=torch.bool, device=v.device) for v in values], batch_first=True)
+    return padded, mask
+
+
+class TorchPolicyEngine:
+    def __init__(self, model_path: str, *, dtype: str = "float32", use_reference: bool = True, use_token_rm: bool = False,
+                 policy_optim: OptimConfig = OptimConfig(), token_rm_optim: OptimConfig = OptimConfig(), total_steps: int = 1,
+                 micro_batch_size: int = 4, logprob_chunk_size: int = 1024, gradient_checkpointing: bool = False,
+                 dist_env: DistEnv = DistEnv(), seed: int = 0):
+        from transformers import AutoModelForCausalLM
+
+        self.dist = dist_env
+        self.device = dist_env.device
+        self.micro_batch_size = micro_batch_size
+        self.chunk = logprob_chunk_size
+        torch_dtype = getattr(torch, dtype)
+        self.policy = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype).to(self.device)
+        if gradient_checkpointing:
+            self.policy.gradient_checkpointing_enable()
+        self.policy.config.use_cache = False
+        self.reference = self._frozen_copy(self.policy) if use_reference else None
+        self.token_rm = None
+        if use_token_rm:
+            backbone = copy.deepcopy(self.policy.get_decoder())
+            self.token_rm = TokenRewardModel(backbone, self.policy.config.hidden_size, seed).to(self.device)
+        self.policy_opt, self.policy_sched = build_optimizer(self.policy.parameters(), policy_optim, total_steps)
+        self.policy_clip = policy_optim.max_grad_norm
+        if self.token_rm is not None:
+            self.rm_opt, self.rm_sched = build_optimizer(self.token_rm.parameters(), token_rm_optim, total_steps)
+            self.rm_clip = token_rm_optim.max_grad_norm
+
+    @staticmethod
+    def _frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
+        ref = copy.deepcopy(model).eval()
+        for p in ref.parameters():
+            p.requires_grad_(False)
+        return ref
+
+    # ---- forward pieces -------------------------------------------------------------------
+    def _hidden(self, lm: torch.nn.Module, packed: _Packed) -> torch.Tensor:
+        out = lm.get_decoder()(input_ids=packed.input_ids, position_ids=packed.position_ids, use_cache=False)
+        return out.last_hidden_state[0, packed.gather]
+
+    def _logprobs(self, lm: torch.nn.Module, packed: _Packed) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = self._hidden(lm, packed)
+        return chunked_logprobs(hidden, lm.get_output_embeddings().weight, packed.labels, self.chunk), hidden
+
+    def _rm_scores(self, packed: _Packed) -> torch.Tensor:
+        out = self.token_rm.backbone(input_ids=packed.input_ids, position_ids=packed.position_ids, use_cache=False)
+        scores = self.token_rm.head(out.last_hidden_state[0, packed.gather]).squeeze(-1)
+        return scores.to(compute_dtype(scores))
+
+    # ---- protocol -------------------------------------------------------------------------
+    @torch.no_grad()
+    def score(self, batch: SequenceBatch, with_entropy: bool = False) -> ScoredTokens:
+        """Log-probs (and entropy) of every sequence of ``batch`` (all ranks score all)."""
+        self.policy.eval()
+        logprobs, entropy = [], []
+        for i in range(0, len(batch), self.micro_batch_size):
+            packed = pack(batch.select(range(i, min(i + self.micro_batch_size, len(batch)))), self.device)
+            lp, hidden = self._logprobs(self.policy, packed)
+            logprobs.extend(lp.split(packed.lengths))
+            if with_entropy:
+                entropy.extend(chunked_entropy(hidden, self.policy.get_output_embeddings().weight, self.chunk).split(packed.lengths))
+        return ScoredTokens(logprobs, entropy if with_entropy else None)
+
+    def train_step(self, batch: SequenceBatch, loss_fn: MicroBatchLoss, counts: TokenCounts, *,
+                   update_policy: bool = True) -> TrainStats:
+        if batch.rewards is None or batch.advantages is None:
+            raise ValueError("train_step needs rewards and advantages on the batch")
+        self.policy.train(update_policy)
+        if self.token_rm is not None:
+            self.token_rm.train()
+        sums: dict[str, float] = {}
+        old_logprobs: dict[int, torch.Tensor] = {}
+        mine = list(range(self.dist.rank, len(batch), self.dist.world_size))
+        for start in range(0, len(mine), self.micro_batch_size):
+            idx = mine[start : start + self.micro_batch_size]
+            out, logprobs = self._micro_step(batch.select(idx), loss_fn, counts, update_policy)
+            for k, v in out.items():
+                sums[k] = sums.get(k, 0.0) + v
+            old_logprobs.update(zip(idx, logprobs))
+        metrics = self._all_reduce_sum(sums)
+        metrics.update(self._optimizer_steps(update_policy))
+        return TrainStats(metrics, [old_logprobs[i] for i in mine])
+
+    def _micro_step(self, mb: SequenceBatch, loss_fn: MicroBatchLoss, counts: TokenCounts, update_policy: bool):
+        packed = pack(mb, self.device)
+        with torch.set_grad_enabled(update_policy):
+            logprobs, _ = self._logprobs(self.policy, packed)
+        ref = None
+        if self.reference is not None:
+            with torch.no_grad():
+                ref, _ = self._logprobs(self.reference, packed)
+        scores = self._rm_scores(packed) if self.token_rm is not None else None
+        split = lambda t: None if t is None else pad(list(t.split(packed.lengths)))[0]  # noqa: E731
+        lp, mask = pad(list(logprobs.split(packed.lengths)))
+        inputs = LossInputs(logprobs=lp, mask=mask, rewards=mb.rewards.to(self.device), advantages=mb.advantages.to(self.device),
+                            ref_logprobs=split(ref), rm_scores=split(scores))
+        out = loss_fn(inputs, counts)
+        loss = out.policy_loss if update_policy else None
+        if out.rm_loss is not None:
+            loss = out.rm_loss if loss is None else loss + out.rm_loss
+        if loss is not None and loss.requires_grad:
+            loss.backward()
+        metrics = {k: float(v) for k, v in out.metrics.items()}
+        return metrics, [t.detach().cpu() for t in logprobs.detach().split(packed.lengths)]
+
+    def _all_reduce_sum(self, sums: dict[str, float]) -> dict[str, float]:
+        if not self.dist.is_distributed:
+            return sums
+        keys = sorted(sums)
+        t = torch.tensor([sums[k] for k in keys], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return dict(zip(keys, t.tolist()))
+
+    def _sync_grads(self, module: torch.nn.Module) -> None:
+        """Sum gradients over data-parallel ranks (each rank's loss already carries global
+        normalisers, so the sum is the full-batch gradient)."""
+        if not self.dist.is_distributed:
+            return
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in module.parameters() if p.requires_grad]
+        for bucket in buckets(((str(i), g) for i, g in enumerate(grads)), 64 << 20):
+            flat = torch.cat([g.reshape(-1) for _, g in bucket])
+            dist.all_reduce(flat)
+            offset = 0
+            for _, g in bucket:
+                g.copy_(flat[offset : offset + g.numel()].view_as(g))
+                offset += g.numel()
+        for p, g in zip((p for p in module.parameters() if p.requires_grad), grads):
+            p.grad = g
+
+    def _step(self, module, opt, sched, clip: float, name: str, update: bool) -> dict[str, float]:
+        out = {f"optim/{name}_lr": sched.get_last_lr()[0] if update else 0.0}
+        if update:
+            self._sync_grads(module)
+            out[f"optim/{name}_grad_norm"] = float(torch.nn.utils.clip_grad_norm_(module.parameters(), clip))
+            opt.step()
+        opt.zero_grad(set_to_none=True)
+        with warnings.catch_warnings():  # a frozen policy's schedule still advances (as in the reference)
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
+            sched.step()
+        return out
+
+    def _optimizer_steps(self, update_policy: bool) -> dict[str, float]:
+        metrics = self._step(self.policy, self.policy_opt, self.policy_sched, self.policy_clip, "policy", update_policy)
+        if self.token_rm is not None:
+            metrics.update(self._step(self.token_rm, self.rm_opt, self.rm_sched, self.rm_clip, "token_rm", True))
+        return metrics
+
+    def export_weights(self, bucket_bytes: int) -> Iterator[list[tuple[str, torch.Tensor]]]:
+        named = ((name, t.detach()) for name, t in self.policy.state_dict().items())
+        return buckets(named, bucket_bytes)
+
+    # ---- checkpoints ----------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        state = {"policy": self.policy.state_dict(), "policy_opt": self.policy_opt.state_dict(),
+                 "policy_sched": self.policy_sched.state_dict()}
+        if self.token_rm is not None:
+            state.update(token_rm=self.token_rm.state_dict(), rm_opt=self.rm_opt.state_dict(), rm_sched=self.rm_sched.state_dict())
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.policy_opt.load_state_dict(state["policy_opt"])
+        self.policy_sched.load_state_dict(state["policy_sched"])
+        if self.token_rm is not None:
+            self.token_rm.load_state_dict(state["token_rm"])
+            self.rm_opt.load_state_dict(state["rm_opt"])
+            self.rm_sched.load_state_dict(state["rm_sched"])
+
+    def save_pretrained(self, path: str) -> None:
+        """The policy in Hugging Face format (for evaluation and export)."""
+        self.policy.save_pretrained(path, safe_serialization=True)

@@ -1,0 +1,71 @@
+"""vLLM as an in-process rollout engine.
+
+In-process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``) with eager execution is the right default on
+CPU: about 2.5 s to start and the lowest memory; on GPUs the same class runs the CUDA build.
+The KV cache is always sized explicitly (bytes on CPU, a memory fraction on GPU): vLLM's
+default reserves 90% of the machine. New weights stream in through ``reload_weights`` as an
+iterator over buckets, so only one bucket is materialised at a time.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator, Optional, Sequence
+
+import torch
+
+from oreal.engines.protocols import Completion, RolloutGroup, SamplingSettings
+from oreal.engines.weights import flatten
+
+
+class VLLMRolloutEngine:
+    def __init__(self, model_path: str, *, dtype: str = "float32", max_model_len: int = 4096, kv_cache_gb: float = 1.0,
+                 gpu_memory_utilization: float = 0.85, enforce_eager: bool = True, tensor_parallel_size: int = 1,
+                 seed: int = 0, num_threads: Optional[int] = None):
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        if num_threads:
+            torch.set_num_threads(num_threads)  # must happen before the engine exists
+        from vllm import LLM
+
+        # Prompts are never split over scheduler steps: with chunked prefill, vLLM rewinds a
+        # seeded request's generator for the discarded partial-prefill sample, which CPU
+        # generators cannot do ("CPU Generator does not use offset").
+        kwargs = dict(model=str(model_path), dtype=dtype, max_model_len=max_model_len, enforce_eager=enforce_eager,
+                      tensor_parallel_size=tensor_parallel_size, seed=seed, logprobs_mode="raw_logprobs",
+                      enable_chunked_prefill=False, max_num_batched_tokens=max(max_model_len, 8192))
+        if torch.cuda.is_available():
+            kwargs["gpu_memory_utilization"] = gpu_memory_utilization
+        else:
+            kwargs["kv_cache_memory_bytes"] = int(kv_cache_gb * (1 << 30))
+        self.llm = LLM(**kwargs)
+        self.tokenizer = self.llm.get_tokenizer()
+
+    def generate(self, prompts: Sequence[list[int]], n: int, sampling: SamplingSettings) -> list[RolloutGroup]:
+        from vllm import SamplingParams
+
+        params = SamplingParams(
+            n=n, temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k or -1,
+            max_tokens=sampling.max_new_tokens, stop=list(sampling.stop) or None, seed=sampling.seed, logprobs=0,
+        )
+        requests = [{"prompt_token_ids": list(p)} for p in prompts]
+        outputs = self.llm.generate(requests, params, use_tqdm=False)
+        return [RolloutGroup(list(p), [self._completion(c) for c in out.outputs]) for p, out in zip(prompts, outputs)]
+
+    @staticmethod
+    def _completion(c) -> Completion:
+        ids = list(c.token_ids)
+        logprobs = [step[tok].logprob for step, tok in zip(c.logprobs, ids)]
+        return Completion(ids, c.text, logprobs, "length" if c.finish_reason == "length" else "stop")
+
+    def update_weights(self, weight_buckets: Iterator[list[tuple[str, torch.Tensor]]]) -> None:
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": flatten(weight_buckets)})
+        self.llm.reset_prefix_cache()
+
+    def close(self) -> None:
+        engine = getattr(self.llm, "llm_engine", None)
+        if engine is not None and hasattr(engine, "engine_core"):
+            try:
+                engine.engine_core.shutdown()
+            except Exception:  # noqa: BLE001 - best effort at exit
+                pass
+        del self.llm

@@ -1,0 +1,116 @@
+import os
+import socket
+
+import torch
+import torch.multiprocessing as mp
+
+from oreal.engines.distributed import DistEnv
+from tests.engines.policy_helpers import counts_of, make_engine, oreal_loss_fn, params, rl_batch
+
+
+def test_packed_scores_equal_one_sequence_at_a_time(tiny_model_dir):
+    engine = make_engine(tiny_model_dir, micro_batch_size=5)
+    batch = rl_batch(7)
+    scored = engine.score(batch, with_entropy=True)
+    for tokens, n_prompt, lp, ent in zip(batch.token_ids, batch.num_prompt_tokens, scored.logprobs, scored.entropy):
+        with torch.no_grad():
+            logp = torch.log_softmax(engine.policy(torch.tensor([tokens])).logits[0].float(), -1)
+        want = torch.stack([logp[t - 1, tokens[t]] for t in range(n_prompt, len(tokens))])
+        torch.testing.assert_close(lp, want, atol=1e-5, rtol=0)
+        want_ent = -(logp.exp() * logp).sum(-1)[n_prompt - 1 : len(tokens) - 1]
+        torch.testing.assert_close(ent, want_ent, atol=1e-4, rtol=0)
+
+
+def test_step_is_independent_of_micro_batch_size(tiny_model_dir):
+    """In float64, so that only the order of floating-point sums differs between layouts."""
+    batch = rl_batch(8)
+    results = []
+    for mbs in (1, 3, 8):
+        engine = make_engine(tiny_model_dir, micro_batch_size=mbs, dtype="float64")
+        stats = engine.train_step(batch, oreal_loss_fn(), counts_of(batch))
+        results.append((params(engine), stats.metrics))
+    for p, m in results[1:]:
+        for k in p:
+            torch.testing.assert_close(p[k], results[0][0][k], atol=1e-10, rtol=1e-9)
+        for k in ("loss/positive", "loss/negative", "loss/token_rm"):
+            assert abs(m[k] - results[0][1][k]) < 1e-10
+
+
+def test_frozen_policy_trains_only_the_token_rm(tiny_model_dir):
+    engine = make_engine(tiny_model_dir)
+    before = params(engine)
+    stats = engine.train_step(rl_batch(), oreal_loss_fn(), counts_of(rl_batch()), update_policy=False)
+    after = params(engine)
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("policy."))
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("rm."))
+    assert stats.metrics["optim/policy_lr"] == 0.0 and stats.metrics["optim/token_rm_lr"] > 0
+
+
+def test_old_logprobs_are_the_pre_update_policy_logprobs(tiny_model_dir):
+    engine = make_engine(tiny_model_dir)
+    batch = rl_batch()
+    before = engine.score(batch).logprobs
+    stats = engine.train_step(batch, oreal_loss_fn(), counts_of(batch))
+    for a, b in zip(stats.old_logprobs, before):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    assert not torch.allclose(torch.cat(engine.score(batch).logprobs), torch.cat(before))
+
+
+def test_state_round_trip_continues_identically(tiny_model_dir, tmp_path):
+    batch = rl_batch()
+    a = make_engine(tiny_model_dir)
+    a.train_step(batch, oreal_loss_fn(), counts_of(batch))
+    torch.save(a.state_dict(), tmp_path / "state.pt")
+    b = make_engine(tiny_model_dir)
+    b.load_state_dict(torch.load(tmp_path / "state.pt"))
+    for e in (a, b):
+        e.train_step(rl_batch(seed=1), oreal_loss_fn(), counts_of(rl_batch(seed=1)))
+    pa, pb = params(a), params(b)
+    assert all(torch.equal(pa[k], pb[k]) for k in pa)
+
+
+def test_export_weights_in_buckets(tiny_model_dir):
+    engine = make_engine(tiny_model_dir, use_token_rm=False)
+    state = engine.policy.state_dict()
+    bucket_list = list(engine.export_weights(256 << 10))
+    assert len(bucket_list) > 1
+    for bucket in bucket_list:
+        size = sum(t.numel() * t.element_size() for _, t in bucket)
+        assert size <= 256 << 10 or len(bucket) == 1
+    exported = dict(kv for bucket in bucket_list for kv in bucket)
+    assert exported.keys() == state.keys() and all(torch.equal(exported[k], state[k]) for k in state)
+
+
+def _dp_worker(rank, world, port, model_dir, out_file):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+    torch.set_num_threads(1)
+    from oreal.engines.distributed import init_distributed
+
+    env = init_distributed()
+    engine = make_engine(model_dir, dist_env=env, micro_batch_size=2, dtype="float64")
+    for step in range(3):
+        batch = rl_batch(8, seed=step)
+        engine.train_step(batch, oreal_loss_fn(), counts_of(batch))
+    if rank == 0:
+        torch.save(params(engine), out_file)
+    torch.distributed.destroy_process_group()
+
+
+def test_two_process_data_parallel_equals_one_process(tiny_model_dir, tmp_path):
+    """Two gloo ranks, each with half of every step's sequences, end 3 AdamW steps with the
+    weights of one process that saw whole steps (float64: only summation order differs)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "dp.pt"
+    mp.start_processes(_dp_worker, args=(2, port, str(tiny_model_dir), str(out)), nprocs=2, start_method="spawn", join=True)
+    dp = torch.load(out)
+    single = make_engine(tiny_model_dir, dist_env=DistEnv(), micro_batch_size=2, dtype="float64")
+    start = params(single)
+    for step in range(3):
+        batch = rl_batch(8, seed=step)
+        single.train_step(batch, oreal_loss_fn(), counts_of(batch))
+    want = params(single)
+    assert any(not torch.equal(start[k], want[k]) for k in want)
+    for k in want:
+        torch.testing.assert_close(dp[k], want[k], atol=1e-10, rtol=1e-9)
