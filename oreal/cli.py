@@ -9,12 +9,14 @@ import importlib
 import sys
 from typing import Optional, Sequence
 
-# name -> (module with a `main(argv) -> int`, one-line help)
+# name -> ("module" or "module:function" taking argv and returning an exit code, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("oreal.train_cli", "run training (same as `python -m oreal.train`; Hydra overrides)"),
     "config": ("oreal.config.cli", "print the resolved, validated config for some overrides"),
     "init-tiny": ("oreal.engines.cli", "build the tiny Qwen2 model and tokenizer locally (no hub access)"),
     "grade": ("oreal.reward.cli", "grade a JSONL file of {response, gold} rows and summarise by reason"),
+    "eval": ("oreal.evaluation_cli:eval_main", "pass@1 / pass@k / maj@k of a model on the configured eval sets"),
+    "passrate": ("oreal.evaluation_cli:passrate_main", "estimate each training prompt's pass rate with a policy"),
 }
 
 
@@ -34,8 +36,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if name not in COMMANDS:
         print(f"oreal: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
-    return int(module.main(rest) or 0)
+    module_name, _, function = COMMANDS[name][0].partition(":")
+    return int(getattr(importlib.import_module(module_name), function or "main")(rest) or 0)
 
 
 if __name__ == "__main__":

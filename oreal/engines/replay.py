@@ -51,7 +51,7 @@ class ReplayRolloutEngine:
             completions = []
             for i in range(n):
                 text = responses[i % len(responses)]
-                ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+                ids = self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
                 completions.append(Completion(ids, text, [0.0] * len(ids), reasons[i % len(reasons)]))
             groups.append(RolloutGroup(list(prompt), completions))
         return groups
