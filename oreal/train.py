@@ -24,11 +24,10 @@ def main(dcfg: DictConfig) -> None:
     except ConfigError as exc:
         print(f"oreal: invalid config: {exc}", file=sys.stderr)
         sys.exit(2)
-    print(
-        f"oreal: config for experiment {cfg.name!r} is valid (algo={cfg.algo.name}, model={cfg.model.name}).\n"
-        "The trainer is not built yet (issue 7); nothing was trained.",
-        file=sys.stderr,
-    )
+    from oreal.trainer import run
+
+    status = run(cfg)
+    print(f"oreal: {cfg.name} ({cfg.algo.name}, seed {cfg.seed}) {status}; run folder {cfg.run_dir}", file=sys.stderr)
 
 
 if __name__ == "__main__":

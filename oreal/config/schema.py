@@ -102,10 +102,10 @@ class CPUTaskConfig:
     num_train: int = 4000
     num_heldout: int = 200
     num_sft: int = 4000
-    min_steps: int = 1
-    max_steps: int = 3
-    max_operand: int = 20
-    fraction_prob: float = 0.2
+    # difficulty levels to draw from, in turn (1: one step; 2: two steps; 3: +-*/; 4: fractions)
+    levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4])
+    # share of SFT solutions that give the (right) answer without working
+    sft_answer_only_rate: float = 0.0
 
 
 @dataclass
@@ -182,6 +182,8 @@ class EngineConfig:
     pipeline_parallel_size: int = 1
     micro_batch_size_per_rank: int = 4
     logprob_chunk_size: int = 1024
+    # Padding-free micro-batches: sequences packed into rows of at most this many tokens.
+    pack_row_tokens: int = 1024
     gradient_checkpointing: bool = False
     dtype: str = "float32"
     sync_bucket_mb: int = 256

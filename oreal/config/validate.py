@@ -144,6 +144,7 @@ def _engine(cfg: Config) -> None:
     _one_of("engine.name", e.name, POLICY_ENGINES)
     _positive("engine.micro_batch_size_per_rank", e.micro_batch_size_per_rank)
     _positive("engine.logprob_chunk_size", e.logprob_chunk_size)
+    _positive("engine.pack_row_tokens", e.pack_row_tokens)
     _positive("engine.sync_bucket_mb", e.sync_bucket_mb)
 
 
@@ -176,6 +177,10 @@ def _data(cfg: Config) -> None:
         _positive(f"data.eval.{name}.num_samples", ev.num_samples)
         if ev.max_new_tokens is not None and ev.max_new_tokens >= cfg.rollout.max_model_len:
             raise ValueError(f"data.eval.{name}.max_new_tokens={ev.max_new_tokens} must be below rollout.max_model_len={cfg.rollout.max_model_len}")
+    if not d.cpu_task.levels or not set(d.cpu_task.levels) <= {1, 2, 3, 4}:
+        raise ValueError(f"data.cpu_task.levels={d.cpu_task.levels} must be a non-empty subset of [1, 2, 3, 4]")
+    if not 0 <= d.cpu_task.sft_answer_only_rate <= 1:
+        raise ValueError(f"data.cpu_task.sft_answer_only_rate={d.cpu_task.sft_answer_only_rate} must be in [0, 1]")
     for i, band in enumerate(d.pass_rate_bands):
         if not 0 <= band.low < band.high <= 1 or band.repeat < 0:
             raise ValueError(f"data.pass_rate_bands[{i}]={band}: need 0 <= low < high <= 1 and repeat >= 0")

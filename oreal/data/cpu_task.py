@@ -1,12 +1,18 @@
 """The CPU task: seeded arithmetic word problems with worked solutions.
 
 It exists so that a ~1M-parameter model can learn measurably on two CPU cores. A problem is
-a chain of 1-3 operations (+, -, *, /) on a starting quantity, with integers or fractions, in
-four difficulty levels; its solution writes one equation per step and ends with
-``\\boxed{answer}``. Train, held-out and SFT splits are disjoint by problem text.
+a chain of 2-3 operations (+, -, *) on a small starting quantity, with integers or halves, in
+four levels; its worked solution writes one equation per step and ends with ``\\boxed{}``.
+Each written step is an easy fact; the answer of the whole chain is hard to produce without
+writing the steps down. Train, held-out and SFT splits are disjoint by problem text.
 
-    Mia has 7 marbles. She gets 5 more. Then she gives away 3. How many marbles does Mia have now?
-    7 + 5 = 12. 12 - 3 = 9. The answer is \\boxed{9}.
+    Lia has 10 shells. Then she uses 4. She gets 3 more. How many shells does Lia have now?
+    10 - 4 = 6. 6 + 3 = 9. The answer is \\boxed{9}.
+
+The SFT split can give a share of its (right) answers without working
+(``sft_answer_only_rate``). A model warm-started on it answers without working part of the
+time, and then mostly wrongly: the gap RL has to close by learning to show its work, much as
+RL on large models learns to reason for longer.
 """
 
 from __future__ import annotations
@@ -14,7 +20,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Iterator
+from typing import Iterator, Sequence
+
+# Bump when the generator's output changes: cached models and SFT checkpoints key on it.
+VERSION = 2
 
 NAMES = ("Mia", "Tom", "Ava", "Leo", "Zoe", "Sam", "Eli", "Ivy", "Max", "Amy", "Ben", "Lia")
 PRONOUN = {"Mia": "She", "Ava": "She", "Zoe": "She", "Ivy": "She", "Amy": "She", "Lia": "She"}
@@ -22,26 +31,55 @@ ITEMS = ("apples", "marbles", "coins", "books", "cards", "stamps", "shells", "pe
 FRACTION_ITEMS = ("liters of juice", "kilograms of rice", "meters of rope", "cups of flour")
 
 # level -> (number of steps, largest operand, operations, uses fractions)
+# Small numbers, several steps: each written step is an easy fact, while the answer of the
+# whole chain is hard to produce without writing the steps down.
 LEVELS = {
-    1: (1, 9, "+-", False),
-    2: (2, 12, "+-", False),
-    3: (2, 9, "+-*/", False),
-    4: (2, 6, "+-*", True),
+    1: (2, 5, "+-", False),
+    2: (3, 5, "+-", False),
+    3: (2, 4, "+-*", False),
+    4: (2, 4, "+-", True),
 }
-SUBJECTS = {1: "one step", 2: "two steps", 3: "mixed operations", 4: "fractions"}
+SUBJECTS = {1: "two steps", 2: "three steps", 3: "with products", 4: "halves"}
 
 
 @dataclass(frozen=True)
 class Problem:
     problem: str
-    solution: str
-    answer: str
+    start: Fraction
+    ops: tuple[tuple[str, Fraction], ...]
     level: int
     subject: str
 
-    def as_row(self, index: int, split: str) -> dict:
-        return {"problem": self.problem, "solution": self.solution, "answer": self.answer,
+    @property
+    def answer(self) -> str:
+        return fmt(run_ops(self.start, self.ops))
+
+    def solution(self, answer_only: bool = False) -> str:
+        return f"The answer is \\boxed{{{self.answer}}}." if answer_only else worked_solution(self.start, self.ops)
+
+    def as_row(self, index: int, split: str, answer_only: bool = False) -> dict:
+        return {"problem": self.problem, "solution": self.solution(answer_only), "answer": self.answer,
                 "level": self.level, "subject": self.subject, "unique_id": f"cpu_task/{split}/{index}"}
+
+
+def apply(op: str, a: Fraction, b: Fraction) -> Fraction:
+    return {"+": a + b, "-": a - b, "*": a * b, "/": a / b}[op]
+
+
+def run_ops(value: Fraction, ops) -> Fraction:
+    for op, b in ops:
+        value = apply(op, value, b)
+    return value
+
+
+def worked_solution(value: Fraction, ops) -> str:
+    """One equation per step, then the boxed result."""
+    work = []
+    for op, b in ops:
+        new = apply(op, value, b)
+        work.append(f"{fmt(value)} {op} {fmt(b)} = {fmt(new)}.")
+        value = new
+    return " ".join(work) + f" The answer is \\boxed{{{fmt(value)}}}."
 
 
 def fmt(x: Fraction) -> str:
@@ -49,10 +87,9 @@ def fmt(x: Fraction) -> str:
 
 
 def _operand(rng: random.Random, hi: int, fractions: bool) -> Fraction:
-    if fractions and rng.random() < 0.7:
-        den = rng.choice((2, 3, 4, 5))
-        return Fraction(rng.randint(1, 2 * den - 1), den)
-    return Fraction(rng.randint(2, hi))
+    if fractions and rng.random() < 0.5:
+        return Fraction(2 * rng.randint(0, hi - 1) + 1, 2)
+    return Fraction(rng.randint(1, hi))
 
 
 def _step_text(op: str, b: Fraction, pronoun: str, unit: str) -> str:
@@ -61,40 +98,34 @@ def _step_text(op: str, b: Fraction, pronoun: str, unit: str) -> str:
         "+": f"{pronoun} gets {v} more.",
         "-": f"Then {pronoun.lower()} uses {v}.",
         "*": f"Then {pronoun.lower()} has {v} times as many.",
-        "/": f"{pronoun} splits them into {v} equal parts and keeps one part.",
     }[op]
 
 
 def make_problem(rng: random.Random, level: int) -> Problem:
-    steps, hi, ops, fractions = LEVELS[level]
+    steps, hi, allowed_ops, fractions = LEVELS[level]
     name = rng.choice(NAMES)
     pronoun = PRONOUN.get(name, "He")
     unit = rng.choice(FRACTION_ITEMS if fractions else ITEMS)
-    value = _operand(rng, hi, fractions) if fractions else Fraction(rng.randint(2, hi))
+    start = value = _operand(rng, hi, fractions) if fractions else Fraction(rng.randint(2, 2 * hi))
     sentences = [f"{name} has {fmt(value)} {unit}."]
-    work = []
+    ops = []
     for _ in range(steps):
-        op = rng.choice(ops)
+        op = rng.choice(allowed_ops)
         b = _operand(rng, hi, fractions)
         if op == "-" and b > value:
             op = "+"
-        if op == "/":
-            divisors = [d for d in range(2, hi + 1) if value % d == 0]
-            if not divisors:
-                op, b = "+", b
-            else:
-                b = Fraction(rng.choice(divisors))
-        new = {"+": value + b, "-": value - b, "*": value * b, "/": value / b}[op]
         sentences.append(_step_text(op, b, pronoun, unit))
-        work.append(f"{fmt(value)} {op} {fmt(b)} = {fmt(new)}.")
-        value = new
+        ops.append((op, b))
+        value = apply(op, value, b)
     sentences.append(f"How many {unit} does {name} have now?")
-    answer = fmt(value)
-    return Problem(" ".join(sentences), " ".join(work) + f" The answer is \\boxed{{{answer}}}.", answer, level, SUBJECTS[level])
+    return Problem(" ".join(sentences), start, tuple(ops), level, SUBJECTS[level])
 
 
-def generate(seed: int, count: int, exclude: frozenset = frozenset()) -> Iterator[Problem]:
-    """``count`` distinct problems, levels 1-4 in turn, none whose text is in ``exclude``."""
+def generate(seed: int, count: int, exclude: frozenset = frozenset(), levels: Sequence[int] = (1, 2, 3, 4)) -> Iterator[Problem]:
+    """``count`` distinct problems, the given levels in turn, none whose text is in ``exclude``."""
+    unknown = sorted(set(levels) - set(LEVELS))
+    if unknown or not levels:
+        raise ValueError(f"CPU-task levels must be a non-empty subset of {sorted(LEVELS)}, got {list(levels)}")
     rng = random.Random(seed)
     seen = set(exclude)
     made = 0
@@ -103,7 +134,7 @@ def generate(seed: int, count: int, exclude: frozenset = frozenset()) -> Iterato
         attempts += 1
         if attempts > 50 * count + 1000:
             raise RuntimeError(f"could only make {made} distinct problems of {count}; lower the count")
-        p = make_problem(rng, 1 + made % len(LEVELS))
+        p = make_problem(rng, levels[made % len(levels)])
         if p.problem in seen:
             continue
         seen.add(p.problem)
@@ -111,13 +142,18 @@ def generate(seed: int, count: int, exclude: frozenset = frozenset()) -> Iterato
         yield p
 
 
-def splits(seed: int, num_train: int, num_heldout: int, num_sft: int) -> dict[str, list[dict]]:
+def splits(seed: int, num_train: int, num_heldout: int, num_sft: int, levels: Sequence[int] = (1, 2, 3, 4),
+           sft_answer_only_rate: float = 0.0) -> dict[str, list[dict]]:
     """The three disjoint splits as rows (problem, solution, answer, level, subject, unique_id).
-    The held-out split is drawn first, so it does not change when the others grow."""
-    heldout = list(generate(seed, num_heldout))
+    The held-out split is drawn first, so it does not change when the others grow. In the SFT
+    split a share ``sft_answer_only_rate`` of the solutions state the (right) answer without
+    working: a warm-started model then sometimes answers without working, and mostly wrongly."""
+    heldout = list(generate(seed, num_heldout, levels=levels))
     taken = frozenset(p.problem for p in heldout)
-    train = list(generate(seed + 1, num_train, taken))
+    train = list(generate(seed + 1, num_train, taken, levels))
     taken |= frozenset(p.problem for p in train)
-    sft = list(generate(seed + 2, num_sft, taken))
-    return {name: [p.as_row(i, name) for i, p in enumerate(problems)]
-            for name, problems in (("train", train), ("heldout", heldout), ("sft", sft))}
+    sft = list(generate(seed + 2, num_sft, taken, levels))
+    styles = random.Random(seed + 3)
+    sft_rows = [p.as_row(i, "sft", styles.random() < sft_answer_only_rate) for i, p in enumerate(sft)]
+    return {"train": [p.as_row(i, "train") for i, p in enumerate(train)],
+            "heldout": [p.as_row(i, "heldout") for i, p in enumerate(heldout)], "sft": sft_rows}

@@ -116,13 +116,18 @@ def _hub(src: SourceConfig) -> list[Prompt]:
     return [to_prompt(row, src.fields, f"{src.path}[{src.split}] row {i}", f"{src.path}:{i}") for i, row in enumerate(ds)]
 
 
-def cpu_task_prompts(split: str, task: CPUTaskConfig) -> list[Prompt]:
+def cpu_task_rows(split: str, task: CPUTaskConfig) -> list[dict]:
+    """Rows (problem, solution, answer, level, subject, unique_id) of one CPU-task split."""
     from oreal.data import cpu_task
 
-    rows = cpu_task.splits(task.seed, task.num_train, task.num_heldout, task.num_sft)
+    rows = cpu_task.splits(task.seed, task.num_train, task.num_heldout, task.num_sft, task.levels, task.sft_answer_only_rate)
     if split not in rows:
         raise DataError(f"the CPU task has no split {split!r}; choose one of: {', '.join(rows)}")
-    return [Prompt(r["problem"], r["answer"], r["unique_id"], None, r["subject"], str(r["level"])) for r in rows[split]]
+    return rows[split]
+
+
+def cpu_task_prompts(split: str, task: CPUTaskConfig) -> list[Prompt]:
+    return [Prompt(r["problem"], r["answer"], r["unique_id"], None, r["subject"], str(r["level"])) for r in cpu_task_rows(split, task)]
 
 
 LOADERS: dict[str, Callable[[SourceConfig], list[Prompt]]] = {"jsonl": _jsonl, "parquet": _parquet, "hub": _hub}

@@ -49,7 +49,8 @@ def _torch(cfg: Config, model_path: str, dist_env: DistEnv) -> PolicyEngine:
         model_path, dtype=cfg.engine.dtype, use_reference=cfg.algo.uses_reference, use_token_rm=cfg.algo.uses_token_rm,
         policy_optim=t.policy_optim, token_rm_optim=t.token_rm_optim, total_steps=t.num_steps,
         micro_batch_size=cfg.engine.micro_batch_size_per_rank, logprob_chunk_size=cfg.engine.logprob_chunk_size,
-        gradient_checkpointing=cfg.engine.gradient_checkpointing, dist_env=dist_env, seed=cfg.seed,
+        gradient_checkpointing=cfg.engine.gradient_checkpointing, pack_row_tokens=cfg.engine.pack_row_tokens,
+        dist_env=dist_env, seed=cfg.seed,
     )
 
 

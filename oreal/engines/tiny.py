@@ -27,10 +27,15 @@ RECIPE_FILE = "oreal_recipe.json"
 QWEN2_PRETOKENIZE = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
 
 
+TOKENIZER_CORPUS_PROBLEMS = 3000
+
+
 def recipe(model: ModelConfig, task: CPUTaskConfig, seed: int) -> dict:
-    """Everything the built files depend on; a model directory is rebuilt when it changes."""
+    """Everything the built files depend on; a model directory is rebuilt when it changes.
+    (The split sizes are not in it: the tokenizer corpus is a fixed sample of the task.)"""
     arch = {k: v for k, v in asdict(model).items() if k not in ("name", "path", "build_locally", "published_num_params")}
-    return {"model": arch, "cpu_task": asdict(task), "seed": seed, "version": 1}
+    return {"model": arch, "task_seed": task.seed, "task_version": cpu_task.VERSION, "corpus_problems": TOKENIZER_CORPUS_PROBLEMS,
+            "seed": seed, "version": 2}
 
 
 def recipe_hash(r: dict) -> str:
@@ -38,10 +43,9 @@ def recipe_hash(r: dict) -> str:
 
 
 def corpus(task: CPUTaskConfig) -> list[str]:
-    rows = [r for split in cpu_task.splits(task.seed, task.num_train, task.num_heldout, task.num_sft).values() for r in split]
-    texts = [r["problem"] for r in rows] + [r["solution"] for r in rows]
-    texts += [system_prompt("plain"), "user\nassistant\nsystem\n"]
-    return texts
+    """Text the tokenizer is trained on: a fixed sample of CPU-task problems and solutions."""
+    problems = list(cpu_task.generate(task.seed + 7, TOKENIZER_CORPUS_PROBLEMS))
+    return [p.problem for p in problems] + [p.solution() for p in problems] + [system_prompt("plain"), "user\nassistant\nsystem\n"]
 
 
 def train_tokenizer(texts: list[str], vocab_size: int):

@@ -3,7 +3,7 @@
 It holds three models built from the same starting checkpoint: the policy (trained), a frozen
 reference (for the KL term) and the token-level reward model (the same backbone with a scalar
 head, trained). Micro-batches are packed without padding (sequences concatenated, position
-ids restarting per sequence), log-probs come from :func:`chunked_logprobs`, and data
+ids restarting per sequence, in rows of bounded length), log-probs come from :func:`chunked_logprobs`, and data
 parallelism splits each step's sequences across ranks and sums gradients with one
 all-reduce per bucket, so the result equals one process with the whole batch.
 """
@@ -24,6 +24,7 @@ from oreal.config.schema import OptimConfig
 from oreal.engines.distributed import DistEnv
 from oreal.engines.logprobs import chunked_entropy, chunked_logprobs, compute_dtype
 from oreal.engines.optim import build_optimizer
+from oreal.engines.packing import Packed, pack, packed_hidden
 from oreal.engines.protocols import MicroBatchLoss, ScoredTokens, SequenceBatch, TrainStats
 from oreal.engines.weights import buckets
 
@@ -41,31 +42,6 @@ class TokenRewardModel(torch.nn.Module):
         self.head.to(next(backbone.parameters()).dtype)
 
 
-@dataclass
-class _Packed:
-    input_ids: torch.Tensor  # [1, T]
-    position_ids: torch.Tensor  # [1, T]
-    gather: torch.Tensor  # [N] positions whose output predicts a response token
-    labels: torch.Tensor  # [N] the response tokens
-    lengths: list[int]  # response tokens per sequence
-
-
-def pack(batch: SequenceBatch, device: str) -> _Packed:
-    ids, pos, gather, labels, lengths, offset = [], [], [], [], [], 0
-    for tokens, n_prompt in zip(batch.token_ids, batch.num_prompt_tokens):
-        n = len(tokens)
-        if not 0 < n_prompt < n:
-            raise ValueError(f"a sequence needs at least one prompt and one response token, got {n_prompt} of {n}")
-        ids.extend(tokens)
-        pos.extend(range(n))
-        gather.extend(range(offset + n_prompt - 1, offset + n - 1))
-        labels.extend(tokens[n_prompt:])
-        lengths.append(n - n_prompt)
-        offset += n
-    as_long = lambda x: torch.tensor(x, dtype=torch.long, device=device)  # noqa: E731
-    return _Packed(as_long(ids)[None], as_long(pos)[None], as_long(gather), as_long(labels), lengths)
-
-
 def pad(values: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sequence 1-D tensors -> ``[B, T]`` right-padded values and bool mask."""
     padded = pad_sequence(values, batch_first=True)
@@ -77,18 +53,20 @@ class TorchPolicyEngine:
     def __init__(self, model_path: str, *, dtype: str = "float32", use_reference: bool = True, use_token_rm: bool = False,
                  policy_optim: OptimConfig = OptimConfig(), token_rm_optim: OptimConfig = OptimConfig(), total_steps: int = 1,
                  micro_batch_size: int = 4, logprob_chunk_size: int = 1024, gradient_checkpointing: bool = False,
-                 dist_env: DistEnv = DistEnv(), seed: int = 0):
+                 pack_row_tokens: int = 1024, dist_env: DistEnv = DistEnv(), seed: int = 0):
         from transformers import AutoModelForCausalLM
 
         self.dist = dist_env
         self.device = dist_env.device
         self.micro_batch_size = micro_batch_size
         self.chunk = logprob_chunk_size
+        self.pack_row_tokens = pack_row_tokens
         torch_dtype = getattr(torch, dtype)
         self.policy = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype).to(self.device)
         if gradient_checkpointing:
             self.policy.gradient_checkpointing_enable()
         self.policy.config.use_cache = False
+        self.pad_id = self.policy.config.pad_token_id or 0
         self.reference = self._frozen_copy(self.policy) if use_reference else None
         self.token_rm = None
         if use_token_rm:
@@ -108,18 +86,16 @@ class TorchPolicyEngine:
         return ref
 
     # ---- forward pieces -------------------------------------------------------------------
-    def _hidden(self, lm: torch.nn.Module, packed: _Packed) -> torch.Tensor:
-        out = lm.get_decoder()(input_ids=packed.input_ids, position_ids=packed.position_ids, use_cache=False)
-        return out.last_hidden_state[0, packed.gather]
-
-    def _logprobs(self, lm: torch.nn.Module, packed: _Packed) -> tuple[torch.Tensor, torch.Tensor]:
-        hidden = self._hidden(lm, packed)
+    def _logprobs(self, lm: torch.nn.Module, packed: Packed) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = packed_hidden(lm.get_decoder(), packed)
         return chunked_logprobs(hidden, lm.get_output_embeddings().weight, packed.labels, self.chunk), hidden
 
-    def _rm_scores(self, packed: _Packed) -> torch.Tensor:
-        out = self.token_rm.backbone(input_ids=packed.input_ids, position_ids=packed.position_ids, use_cache=False)
-        scores = self.token_rm.head(out.last_hidden_state[0, packed.gather]).squeeze(-1)
+    def _rm_scores(self, packed: Packed) -> torch.Tensor:
+        scores = self.token_rm.head(packed_hidden(self.token_rm.backbone, packed)).squeeze(-1)
         return scores.to(compute_dtype(scores))
+
+    def _pack(self, batch: SequenceBatch) -> Packed:
+        return pack(batch, self.device, self.pack_row_tokens, self.pad_id)
 
     # ---- protocol -------------------------------------------------------------------------
     @torch.no_grad()
@@ -128,7 +104,7 @@ class TorchPolicyEngine:
         self.policy.eval()
         logprobs, entropy = [], []
         for i in range(0, len(batch), self.micro_batch_size):
-            packed = pack(batch.select(range(i, min(i + self.micro_batch_size, len(batch)))), self.device)
+            packed = self._pack(batch.select(range(i, min(i + self.micro_batch_size, len(batch)))))
             lp, hidden = self._logprobs(self.policy, packed)
             logprobs.extend(lp.split(packed.lengths))
             if with_entropy:
@@ -156,9 +132,10 @@ class TorchPolicyEngine:
         return TrainStats(metrics, [old_logprobs[i] for i in mine])
 
     def _micro_step(self, mb: SequenceBatch, loss_fn: MicroBatchLoss, counts: TokenCounts, update_policy: bool):
-        packed = pack(mb, self.device)
+        packed = self._pack(mb)
         with torch.set_grad_enabled(update_policy):
-            logprobs, _ = self._logprobs(self.policy, packed)
+            logprobs, hidden = self._logprobs(self.policy, packed)
+        entropy = chunked_entropy(hidden.detach(), self.policy.get_output_embeddings().weight.detach(), self.chunk)
         ref = None
         if self.reference is not None:
             with torch.no_grad():
@@ -175,6 +152,8 @@ class TorchPolicyEngine:
         if loss is not None and loss.requires_grad:
             loss.backward()
         metrics = {k: float(v) for k, v in out.metrics.items()}
+        # mean entropy of the policy's next-token distribution over the step's response tokens
+        metrics["entropy/mean"] = float(entropy.sum()) / max(counts.num_action_tokens, 1)
         return metrics, [t.detach().cpu() for t in logprobs.detach().split(packed.lengths)]
 
     def _all_reduce_sum(self, sums: dict[str, float]) -> dict[str, float]:

@@ -30,3 +30,12 @@ def test_worked_solutions_are_arithmetically_right_and_graded_correct():
             assert value >= 0
         assert Fraction(r["answer"]) == value
         assert check(r["solution"], r["answer"]) == ("correct", r["answer"])
+
+
+def test_answer_only_share_of_the_sft_split():
+    rows = cpu_task.splits(3, 0, 0, 2000, sft_answer_only_rate=0.4)["sft"]
+    answer_only = [r for r in rows if r["solution"].startswith("The answer is")]
+    assert 0.36 < len(answer_only) / len(rows) < 0.44
+    assert all(check(r["solution"], r["answer"])[0] == "correct" for r in rows)
+    # the other splits never lose their working
+    assert not any(r["solution"].startswith("The answer is") for r in cpu_task.splits(3, 300, 50, 0, sft_answer_only_rate=1.0)["train"])

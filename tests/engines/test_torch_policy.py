@@ -1,6 +1,7 @@
 import os
 import socket
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
@@ -8,8 +9,10 @@ from oreal.engines.distributed import DistEnv
 from tests.engines.policy_helpers import counts_of, make_engine, oreal_loss_fn, params, rl_batch
 
 
-def test_packed_scores_equal_one_sequence_at_a_time(tiny_model_dir):
-    engine = make_engine(tiny_model_dir, micro_batch_size=5)
+@pytest.mark.parametrize("row_tokens", [1024, 20])
+def test_packed_scores_equal_one_sequence_at_a_time(tiny_model_dir, row_tokens):
+    """One packed row, or many short rows with padding (row_tokens=20 < most sequences x 2)."""
+    engine = make_engine(tiny_model_dir, micro_batch_size=5, pack_row_tokens=row_tokens)
     batch = rl_batch(7)
     scored = engine.score(batch, with_entropy=True)
     for tokens, n_prompt, lp, ent in zip(batch.token_ids, batch.num_prompt_tokens, scored.logprobs, scored.entropy):

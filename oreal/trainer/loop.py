@@ -1,0 +1,172 @@
+"""The OREAL training loop: one RL step as named phases.
+
+rollout -> grade -> advantages -> filter -> update (token RM and policy, one joint backward as
+in the reference) -> sync weights -> evaluate every N steps -> log -> checkpoint.
+
+Advantages are computed on the full groups before the pair filter (REFERENCE.md, item 4).
+Engines, loss variant, data and reward all come from config, so the same loop runs every row
+of the ablation ladder. A step counter ``step`` counts completed updates: metrics logged at
+step N describe the N-th update, evaluation at step 0 is the warm-started model.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from oreal.algo import compute_advantages, filter_trajectories, get_variant
+from oreal.config.schema import Config
+from oreal.data.pipeline import build_sampler, eval_prompts
+from oreal.engines.protocols import SamplingSettings
+from oreal.evaluation import evaluate, write_result
+from oreal.trainer.rollouts import StepSamples, logprob_gap, token_counts
+from oreal.trainer.setup import RunComponents
+from oreal.trainer.signals import StopSignal
+
+
+class PhaseTimer:
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+    def metrics(self) -> dict[str, float]:
+        return {f"perf/time/{k}": v for k, v in self.seconds.items()} | {"perf/time/step": sum(self.seconds.values())}
+
+
+class Trainer:
+    def __init__(self, cfg: Config, parts: RunComponents, stop: Optional[StopSignal] = None):
+        self.cfg = cfg
+        self.parts = parts
+        self.stop = stop or StopSignal()
+        self.sampler = build_sampler(cfg)
+        variant = get_variant(cfg.algo.name)
+        self.loss_fn = lambda inputs, counts: variant.loss(cfg.algo, inputs, counts)
+        self.eval_sets = {name: eval_prompts(ev, cfg.data.cpu_task, parts.render) for name, ev in cfg.data.eval.items()}
+        self.step = 0
+        self._clock_start = time.monotonic()
+        self._elapsed_before = 0.0  # training seconds of earlier attempts of this run (resume)
+
+    def elapsed(self) -> float:
+        """Wall-clock seconds this run has spent in the training loop, over all its attempts."""
+        return self._elapsed_before + time.monotonic() - self._clock_start
+
+    # ---- the loop -------------------------------------------------------------------------------
+    def fit(self) -> str:
+        """Train to ``trainer.num_steps``; returns "finished" or "stopped" (a signal arrived)."""
+        self.step, self._elapsed_before = self.parts.resume(self.sampler)
+        self._clock_start = time.monotonic()
+        if self.step == 0 and self.cfg.trainer.eval_at_start:
+            self.parts.tracker.write(0, self.evaluate() | {"time/elapsed_s": 0.0})
+        bar = self.parts.progress(self.step)
+        while self.step < self.cfg.trainer.num_steps:
+            metrics = self.train_step()
+            self.step += 1
+            metrics["time/elapsed_s"] = self.elapsed()  # wall-clock in the loop so far, earlier evaluations included
+            if self._due(self.cfg.trainer.eval_every):
+                metrics.update(self.evaluate())
+            self.parts.tracker.write(self.step, metrics)
+            if self._due(self.cfg.trainer.checkpoint_every) or self.stop.requested:
+                self.parts.save_checkpoint(self.step, self.sampler, self.elapsed())
+            bar.update(1)
+            bar.set_postfix(reward=f"{metrics['reward/mean']:+.2f}", pass_rate=f"{metrics['reward/pass_rate']:.2f}")
+            if self.stop.requested:
+                return "stopped"
+        bar.close()
+        return "finished"
+
+    def _due(self, every: int) -> bool:
+        return self.step == self.cfg.trainer.num_steps or (every > 0 and self.step % every == 0)
+
+    def train_step(self) -> dict[str, float]:
+        timer = PhaseTimer()
+        with timer("rollout"):
+            samples = self.rollout()
+        with timer("grade"):
+            self.grade(samples)
+        with timer("advantages"):
+            self.advantages(samples)
+        with timer("filter"):
+            self.filter(samples)
+        with timer("update"):
+            metrics = self.update(samples)
+        with timer("sync"):
+            self.sync_weights()
+        metrics.update(samples.metrics())
+        metrics.update(self.parts.grader.stats(reset=True))
+        metrics.update(timer.metrics())
+        metrics["perf/weight_sync_s"] = timer.seconds["sync"]
+        generated = sum(len(c.token_ids) for g in samples.groups for c in g.completions)
+        metrics["perf/rollout_tokens_per_s"] = generated / max(timer.seconds["rollout"], 1e-9)
+        self.parts.write_trajectories(self.step + 1, samples)
+        return metrics
+
+    # ---- phases ---------------------------------------------------------------------------------
+    def rollout(self) -> StepSamples:
+        t, r = self.cfg.trainer, self.cfg.rollout
+        drawn = [(src, p, self.parts.render(p.problem)) for src, p in self.sampler.draw(t.num_prompts_per_step)]
+        drawn = [(src, p, ids) for src, p, ids in drawn if ids is not None]  # too long for max_prompt_tokens
+        sampling = SamplingSettings(temperature=r.temperature, top_p=r.top_p, top_k=r.top_k, max_new_tokens=r.max_new_tokens,
+                                    stop=tuple(r.stop), seed=self._seed("rollout"))
+        groups = self.parts.rollout.generate([ids for _, _, ids in drawn], t.num_samples_per_prompt, sampling)
+        return StepSamples([(src, p) for src, p, _ in drawn], groups, [], torch.zeros(0))
+
+    def grade(self, samples: StepSamples) -> None:
+        flat = [(p, c) for (_, p), g in zip(samples.prompts, samples.groups) for c in g.completions]
+        grades = self.parts.grader.grade_batch([c.text for _, c in flat], [p.answer for p, _ in flat],
+                                               finish_reasons=[c.finish_reason for _, c in flat], problems=[p.problem for p, _ in flat])
+        k = self.cfg.trainer.num_samples_per_prompt
+        samples.grades = [grades[i : i + k] for i in range(0, len(grades), k)]
+        samples.rewards = torch.tensor([[g.reward for g in row] for row in samples.grades])
+
+    def advantages(self, samples: StepSamples) -> None:
+        samples.advantages = compute_advantages(samples.rewards, self.cfg.algo.advantage_estimator)
+
+    def filter(self, samples: StepSamples) -> None:
+        generator = torch.Generator().manual_seed(self._seed("filter"))
+        samples.keep = filter_trajectories(samples.rewards, self.cfg.algo.filter, generator)
+
+    def update(self, samples: StepSamples) -> dict[str, float]:
+        """One optimiser step of the token RM and (after ``actor_freeze_steps``) the policy."""
+        batch = samples.training_batch()
+        if len(batch) == 0:  # every group uniform: nothing to learn from this step
+            return {"train/skipped_update": 1.0}
+        frozen = self.step < self.cfg.algo.actor_freeze_steps
+        stats = self.parts.policy.train_step(batch, self.loss_fn, token_counts(batch), update_policy=not frozen)
+        stats.metrics["rollout/logprob_gap"] = logprob_gap(stats.old_logprobs, samples.rollout_logprobs())
+        stats.metrics["train/policy_frozen"] = float(frozen)
+        return stats.metrics
+
+    def sync_weights(self) -> None:
+        self.parts.rollout.update_weights(self.parts.policy.export_weights(self.cfg.engine.sync_bucket_mb << 20))
+
+    def evaluate(self) -> dict[str, float]:
+        metrics = {}
+        for name, prompts in self.eval_sets.items():
+            result = evaluate(name, self.cfg.data.eval[name], prompts, self.parts.rollout, self.parts.grader,
+                              default_max_new_tokens=self.cfg.rollout.max_new_tokens, seed=self.cfg.seed,
+                              progress=self.cfg.logging.progress_bars)
+            write_result(result, Path(self.parts.run_dir) / "eval", f"step_{self.step:06d}_{name}")
+            self.parts.tracker.table(f"eval/{name}/samples", [_table_row(s) for s in result.samples[:64]], self.step)
+            metrics.update(result.metrics)
+        self.parts.grader.stats(reset=True)  # evaluation verdicts are not training rewards
+        return metrics
+
+    def _seed(self, purpose: str) -> int:
+        """A seed per (run seed, step, purpose): resumed runs draw exactly what they would have."""
+        return (self.cfg.seed * 1_000_003 + self.step * 7919 + {"rollout": 1, "filter": 2}[purpose]) % (2**31 - 1)
+
+
+def _table_row(s) -> dict:
+    return {"id": s.id, "sample": s.sample, "response": s.response, "extracted": s.extracted or "", "gold": s.gold,
+            "correct": s.correct, "reason": s.reason}

@@ -1,0 +1,89 @@
+"""One step's samples: rewards, advantages, the trained subset, and what gets logged."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from oreal.algo import TokenCounts, count_tokens
+from oreal.data.sources import Prompt
+from oreal.engines.protocols import RolloutGroup, SequenceBatch
+from oreal.reward.pool import Grade
+
+
+@dataclass
+class StepSamples:
+    prompts: list[tuple[str, Prompt]]  # (source name, prompt) per group
+    groups: list[RolloutGroup]
+    grades: list[list[Grade]]  # [group][sample]
+    rewards: torch.Tensor  # [G, K]
+    advantages: Optional[torch.Tensor] = None  # [G, K], on the full groups
+    keep: Optional[torch.Tensor] = None  # [G, K] bool: trained on
+
+    @property
+    def kept_index(self) -> list[tuple[int, int]]:
+        return [(g, k) for g, k in zip(*torch.nonzero(self.keep, as_tuple=True))]
+
+    def training_batch(self) -> SequenceBatch:
+        index = self.kept_index
+        return SequenceBatch(
+            token_ids=[self.groups[g].prompt_token_ids + self.groups[g].completions[k].token_ids for g, k in index],
+            num_prompt_tokens=[len(self.groups[g].prompt_token_ids) for g, _ in index],
+            rewards=torch.stack([self.rewards[g, k] for g, k in index]) if index else torch.zeros(0),
+            advantages=torch.stack([self.advantages[g, k] for g, k in index]) if index else torch.zeros(0),
+        )
+
+    def rollout_logprobs(self) -> list[torch.Tensor]:
+        return [torch.tensor(self.groups[g].completions[k].logprobs) for g, k in self.kept_index]
+
+    def metrics(self) -> dict[str, float]:
+        r, completions = self.rewards, [c for g in self.groups for c in g.completions]
+        correct = r > 0
+        lengths = torch.tensor([float(len(c.token_ids)) for c in completions])
+        kept_adv = self.advantages[self.keep] if self.keep.any() else torch.zeros(1)
+        return {
+            "reward/mean": r.mean().item(),
+            "reward/pass_rate": correct.float().mean().item(),
+            "reward/all_correct_frac": correct.all(dim=1).float().mean().item(),
+            "reward/all_wrong_frac": (~correct).all(dim=1).float().mean().item(),
+            "advantage/mean": kept_adv.mean().item(),
+            "advantage/abs_mean": kept_adv.abs().mean().item(),
+            "advantage/std": kept_adv.std().item() if kept_adv.numel() > 1 else 0.0,
+            "response/mean_length": lengths.mean().item(),
+            "response/max_length": lengths.max().item(),
+            "response/truncation_rate": sum(c.finish_reason == "length" for c in completions) / len(completions),
+            "train/num_samples": float(r.numel()),
+            "train/num_kept": float(self.keep.sum()),
+        }
+
+    def trajectory_rows(self, step: int) -> list[dict]:
+        rows = []
+        for g, ((source, prompt), group) in enumerate(zip(self.prompts, self.groups)):
+            for k, (c, grade) in enumerate(zip(group.completions, self.grades[g])):
+                rows.append({"step": step, "source": source, "id": prompt.id, "problem": prompt.problem, "gold": prompt.answer,
+                             "sample": k, "response": c.text, "extracted": grade.extracted, "reward": self.rewards[g, k].item(),
+                             "reason": grade.reason, "advantage": self.advantages[g, k].item(), "kept": bool(self.keep[g, k]),
+                             "finish_reason": c.finish_reason, "num_tokens": len(c.token_ids)})
+        return rows
+
+
+def token_counts(batch: SequenceBatch) -> TokenCounts:
+    """Global counts of the step's trained tokens (the batch is the whole step on every rank)."""
+    if len(batch) == 0:
+        return TokenCounts(0, 0, 0, 0)
+    lengths = batch.num_response_tokens()
+    mask = torch.zeros(len(batch), max(lengths), dtype=torch.bool)
+    for i, n in enumerate(lengths):
+        mask[i, :n] = True
+    return count_tokens(mask, batch.rewards)
+
+
+def logprob_gap(policy: list[torch.Tensor], rollout: list[torch.Tensor]) -> float:
+    """Mean |policy log-prob - rollout engine log-prob| over the same sampled tokens: the check
+    that weight sync worked (a stale or mis-mapped engine shows up here first)."""
+    if not policy:
+        return 0.0
+    diff = torch.cat([(p.double() - q.double()).abs() for p, q in zip(policy, rollout)])
+    return diff.mean().item() if diff.numel() else 0.0

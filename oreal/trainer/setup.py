@@ -1,0 +1,107 @@
+"""Everything one run needs, built from the typed config: the run folder, the model (built
+and warm-started when configured), engines, grader, tracker and checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import secrets
+from pathlib import Path
+
+import yaml
+
+from oreal.config.schema import Config
+from oreal.data.pipeline import PromptRenderer
+from oreal.data.sources import write_jsonl
+from oreal.engines.distributed import DistEnv
+from oreal.engines.factory import build_policy_engine, build_rollout_engine
+from oreal.reward import build_grader
+from oreal.trainer.checkpoint import CheckpointManager
+from oreal.trainer.tracking import Tracker, git_sha, redact
+
+RUN_ID_FILE = "wandb_run_id"
+
+
+def starting_model(cfg: Config, progress: bool = True) -> str:
+    """The checkpoint RL starts from: the configured model (built locally for the tiny sizes),
+    warm-started by SFT when ``trainer.sft.enabled``."""
+    if not cfg.model.build_locally:
+        return cfg.model.path
+    from oreal.engines.tiny import ensure_tiny
+    from oreal.trainer.sft import warm_start
+
+    return str(warm_start(cfg, ensure_tiny(cfg.model, cfg.data.cpu_task), progress))
+
+
+def run_id(run_dir: Path) -> str:
+    """One id per run folder, kept across restarts so W&B continues the same run."""
+    path = run_dir / RUN_ID_FILE
+    if not path.exists():
+        path.write_text(secrets.token_hex(4) + "\n")
+    return path.read_text().strip()
+
+
+def write_run_files(cfg: Config, run_dir: Path, model_path: str) -> dict:
+    """The resolved config, git SHA and data fingerprints, next to the run's outputs."""
+    from oreal.data.pipeline import content_hash
+    from oreal.data.sources import load_source
+
+    info = {"git_sha": git_sha(), "model_path": model_path,
+            "train_data_sha256": {name: content_hash(load_source(src, cfg.data.cpu_task)) for name, src in cfg.data.train.items()}}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(redact(dataclasses.asdict(cfg)), sort_keys=False))
+    (run_dir / "run_info.json").write_text(json.dumps(info, indent=2))
+    return info
+
+
+class RunComponents:
+    def __init__(self, cfg: Config, run_dir: Path, dist_env: DistEnv = DistEnv()):
+        from transformers import AutoTokenizer
+
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.dist = dist_env
+        progress = cfg.logging.progress_bars and dist_env.is_main
+        self.model_path = starting_model(cfg, progress)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+        self.render = PromptRenderer.from_config(self.tokenizer, cfg.data)
+        self.policy = build_policy_engine(cfg, self.model_path, dist_env)
+        self.rollout = build_rollout_engine(cfg, self.model_path)
+        self.grader = build_grader(cfg.reward)
+        self.checkpoints = CheckpointManager(self.run_dir, cfg.trainer.keep_last_checkpoints)
+        info = write_run_files(cfg, self.run_dir, self.model_path) if dist_env.is_main else {}
+        self.run_id = run_id(self.run_dir)
+        self.tracker = Tracker(cfg, self.run_dir, self.run_id, extra_config=info, enabled=dist_env.is_main)
+
+    def resume(self, sampler) -> tuple[int, float]:
+        """Restore the latest checkpoint of this run folder, if any; returns the step to start
+        at and the training seconds already spent."""
+        latest = self.checkpoints.latest()
+        if latest is None:
+            return 0, 0.0
+        engine_state, state = self.checkpoints.load(latest)
+        self.policy.load_state_dict(engine_state)
+        sampler.load_state_dict(state["sampler"])
+        self.rollout.update_weights(self.policy.export_weights(self.cfg.engine.sync_bucket_mb << 20))
+        self.tracker.log.truncate_after(state["step"])
+        return state["step"], state.get("elapsed_s", 0.0)
+
+    def save_checkpoint(self, step: int, sampler, elapsed_s: float) -> None:
+        if self.dist.is_main:
+            self.checkpoints.save(step, self.policy.state_dict(), {"sampler": sampler.state_dict(), "run_id": self.run_id,
+                                                                   "model_path": self.model_path, "elapsed_s": elapsed_s})
+
+    def write_trajectories(self, step: int, samples) -> None:
+        if self.cfg.trainer.save_trajectories and self.dist.is_main:
+            write_jsonl(self.run_dir / "trajectories" / f"step_{step}.jsonl", samples.trajectory_rows(step))
+
+    def progress(self, start: int):
+        from tqdm import tqdm
+
+        return tqdm(total=self.cfg.trainer.num_steps, initial=start, desc=f"{self.cfg.name} ({self.cfg.algo.name})",
+                    unit="step", disable=not (self.cfg.logging.progress_bars and self.dist.is_main))
+
+    def close(self) -> None:
+        self.tracker.finish()
+        self.grader.close()
+        self.rollout.close()

@@ -1,0 +1,110 @@
+"""Metrics go to ``metrics.jsonl`` in the run folder and, when enabled, to W&B.
+
+The JSONL file is the source of truth (nothing depends on W&B being reachable); W&B runs
+offline by default and keeps one run id per run folder, so a resumed job continues the same
+W&B run. Secrets never reach either: the config is redacted before it is logged, and keys are
+only ever read from the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Optional
+
+from oreal.config.schema import Config
+
+_SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password)$", re.IGNORECASE)
+
+
+def redact(value: Any, key: str = "") -> Any:
+    """Config as plain data with any secret-looking value replaced (``*_env`` names stay:
+    they name an environment variable, not its value)."""
+    if isinstance(value, dict):
+        return {k: redact(v, k) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact(v, key) for v in value]
+    if _SECRET_KEY.search(key) and value:
+        return "<redacted>"
+    return value
+
+
+def git_sha() -> str:
+    try:
+        root = Path(__file__).resolve().parents[2]
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "") if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+class MetricsLog:
+    """Append-only JSONL of ``{"step": n, ...metrics}`` records."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def truncate_after(self, step: int) -> None:
+        """Drop records of steps after ``step`` (they are redone after a resume)."""
+        if not self.path.exists():
+            return
+        keep = [line for line in self.path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text("".join(line + "\n" for line in keep))
+        tmp.replace(self.path)
+
+    def write(self, step: int, metrics: dict[str, float]) -> None:
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": step, **metrics}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def read(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+
+class Tracker:
+    """JSONL always, W&B when ``logging.wandb_mode`` is not ``disabled``."""
+
+    def __init__(self, cfg: Config, run_dir: Path, run_id: str, extra_config: Optional[dict] = None, enabled: bool = True):
+        self.log = MetricsLog(Path(run_dir) / "metrics.jsonl")
+        self.run = None
+        if not enabled or cfg.logging.wandb_mode == "disabled":
+            return
+        os.environ.setdefault("WANDB_SILENT", "true")
+        import wandb
+
+        lg = cfg.logging
+        config = redact({**asdict(cfg), **(extra_config or {})})
+        self.run = wandb.init(
+            project=lg.project, entity=lg.entity, group=lg.group or cfg.name, job_type=lg.job_type or cfg.algo.name,
+            name=lg.run_name or f"{cfg.name}-{cfg.algo.name}-seed{cfg.seed}", tags=list(lg.tags), config=config,
+            id=run_id, resume="allow", dir=str(run_dir), mode=lg.wandb_mode, settings=wandb.Settings(console="off", silent=True),
+        )
+        self._samples_tables = 0
+
+    def write(self, step: int, metrics: dict[str, float]) -> None:
+        self.log.write(step, metrics)
+        if self.run is not None:
+            self.run.log(metrics, step=step)
+
+    def table(self, key: str, rows: list[dict], step: int) -> None:
+        if self.run is None or not rows:
+            return
+        import wandb
+
+        columns = list(rows[0])
+        self.run.log({key: wandb.Table(columns=columns, data=[[r[c] for c in columns] for r in rows])}, step=step)
+
+    def finish(self) -> None:
+        if self.run is not None:
+            self.run.finish()
+            self.run = None
