@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "init-tiny": ("oreal.engines.cli", "build the tiny Qwen2 model and tokenizer locally (no hub access)"),
     "grade": ("oreal.reward.cli", "grade a JSONL file of {response, gold} rows and summarise by reason"),
     "eval": ("oreal.evaluation_cli:eval_main", "pass@1 / pass@k / maj@k of a model on the configured eval sets"),
+    "plan": ("oreal.launch.plan", "dry run: parameters, node roles and per-GPU memory of a config on its cluster"),
     "passrate": ("oreal.evaluation_cli:passrate_main", "estimate each training prompt's pass rate with a policy"),
 }
 

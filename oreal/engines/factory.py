@@ -54,7 +54,19 @@ def _torch(cfg: Config, model_path: str, dist_env: DistEnv) -> PolicyEngine:
     )
 
 
-POLICY_BUILDERS: dict[str, PolicyBuilder] = {"torch": _torch}
+def _megatron(cfg: Config, model_path: str, dist_env: DistEnv) -> PolicyEngine:
+    from oreal.engines.megatron.engine import MegatronPolicyEngine
+
+    t, e = cfg.trainer, cfg.engine
+    return MegatronPolicyEngine(
+        model_path, tensor_parallel_size=e.tensor_parallel_size, pipeline_parallel_size=e.pipeline_parallel_size,
+        dtype=e.dtype, use_reference=cfg.algo.uses_reference, use_token_rm=cfg.algo.uses_token_rm,
+        policy_optim=t.policy_optim, token_rm_optim=t.token_rm_optim, total_steps=t.num_steps,
+        micro_batch_size=e.micro_batch_size_per_rank, seed=cfg.seed,
+    )
+
+
+POLICY_BUILDERS: dict[str, PolicyBuilder] = {"torch": _torch, "megatron": _megatron}
 
 
 def build_rollout_engine(cfg: Config, model_path: str) -> RolloutEngine:

@@ -35,11 +35,17 @@ class TokenRewardModel(torch.nn.Module):
     def __init__(self, backbone: torch.nn.Module, hidden_size: int, seed: int = 0):
         super().__init__()
         self.backbone = backbone
-        self.head = torch.nn.Linear(hidden_size, 1, bias=False)
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            self.head.reset_parameters()
-        self.head.to(next(backbone.parameters()).dtype)
+        self.head = scalar_head(hidden_size, seed, next(backbone.parameters()).dtype)
+
+
+def scalar_head(hidden_size: int, seed: int, dtype: torch.dtype) -> torch.nn.Linear:
+    """The token RM's ``hidden -> 1`` head, initialised from ``seed`` alone (every engine
+    builds the same head for the same seed)."""
+    head = torch.nn.Linear(hidden_size, 1, bias=False)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        head.reset_parameters()
+    return head.to(dtype)
 
 
 def pad(values: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,442 @@
+"""The Megatron-core policy engine: the policy, the frozen reference and the token RM on one
+tensor / pipeline / data parallel layout, behind the same protocol as the torch engine.
+
+One training step runs up to three pipeline passes over the same micro-batches:
+
+1. the reference, forward only (its log-probs for the KL term);
+2. the token RM, forward and backward on ``rm_loss`` (the loss function is called with the
+   reference log-probs standing in for the policy's, whose part of the loss is discarded);
+3. the policy, forward and backward on ``policy_loss``, with the RM's scores from pass 2
+   (the token weights detach them anyway), which also reports the step's metrics.
+
+Log-probs come from the vocabulary-parallel logits (no full-vocabulary gather). Every micro-
+batch has the same shape (the pipeline's send/receive buffers are fixed), so the last one is
+filled with empty rows that no loss ever sees. Losses carry global normalisers, so the
+schedule is told not to average over micro-batches, and data-parallel gradients are summed.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import torch
+import torch.distributed as dist
+
+from oreal.algo import LossInputs, TokenCounts
+from oreal.config.schema import OptimConfig
+from oreal.engines.megatron.convert import gather_units, hf_to_mcore, local_shard, mcore_to_hf
+from oreal.engines.megatron.model import ModelDims, ScalarHead, build_gpt
+from oreal.engines.megatron.parallel import Layout, init_parallel
+from oreal.engines.optim import build_optimizer
+from oreal.engines.protocols import MicroBatchLoss, ScoredTokens, SequenceBatch, TrainStats
+from oreal.engines.torch_policy import pad, scalar_head
+from oreal.engines.weights import buckets
+
+
+def load_hf_weights(model_path: str) -> dict[str, torch.Tensor]:
+    """Every tensor of a Hugging Face checkpoint folder (one or several safetensors files)."""
+    from safetensors.torch import load_file
+
+    files = sorted(Path(model_path).glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"no *.safetensors files in {model_path}: the Megatron engine loads Hugging Face "
+                                "checkpoints saved with safe_serialization=True")
+    weights: dict[str, torch.Tensor] = {}
+    for f in files:
+        weights.update(load_file(str(f)))
+    return weights
+
+
+@dataclass
+class MicroBatch:
+    """One fixed-shape micro-batch: ``rows`` real sequences then empty filler rows."""
+
+    tokens: torch.Tensor  # [mb, T]
+    positions: torch.Tensor  # [mb, T]
+    mask: torch.Tensor  # [1, 1, T, T], True = masked
+    index: list[int]  # batch positions of the real rows
+    batch: SequenceBatch  # the real rows
+
+
+class _Model:
+    """One model of the engine (policy, reference or token RM): this rank's stage, its
+    optimiser, and how its full weights are named.
+
+    A trainable model in bf16/fp16 keeps fp32 master weights for AdamW: at the paper's
+    learning rates (5e-7) most updates are below bf16's resolution and would vanish."""
+
+    def __init__(self, module: torch.nn.Module, score_head: bool, trainable: bool):
+        self.module = module
+        self.score_head = score_head
+        if not trainable:
+            module.eval()
+            for p in module.parameters():
+                p.requires_grad_(False)
+        self.master: dict[str, torch.Tensor] = {}
+        if trainable and any(p.dtype != torch.float32 for p in module.parameters()):
+            for name, p in module.named_parameters():
+                m = p.detach().float().clone().requires_grad_(True)
+                m.tensor_model_parallel = getattr(p, "tensor_model_parallel", False)
+                self.master[name] = m
+        self.opt = self.sched = None
+        self.clip = 0.0
+
+    def params(self) -> dict[str, torch.Tensor]:
+        return dict(self.module.named_parameters())
+
+    def optimized(self) -> dict[str, torch.Tensor]:
+        """The tensors AdamW updates: the fp32 masters, or the parameters themselves."""
+        return self.master or {n: p for n, p in self.module.named_parameters() if p.requires_grad}
+
+    def grads_to_master(self) -> None:
+        for name, p in self.module.named_parameters():
+            if name in self.master:
+                self.master[name].grad = p.grad.float()
+                p.grad = None
+
+    def master_to_params(self) -> None:
+        with torch.no_grad():
+            for name, p in self.module.named_parameters():
+                if name in self.master:
+                    p.copy_(self.master[name])
+
+
+class MegatronPolicyEngine:
+    def __init__(self, model_path: str, *, tensor_parallel_size: int = 1, pipeline_parallel_size: int = 1,
+                 dtype: str = "float32", use_reference: bool = True, use_token_rm: bool = False,
+                 policy_optim: OptimConfig = OptimConfig(), token_rm_optim: OptimConfig = OptimConfig(), total_steps: int = 1,
+                 micro_batch_size: int = 4, seed: int = 0):
+        from transformers import AutoConfig
+
+        self.layout: Layout = init_parallel(tensor_parallel_size, pipeline_parallel_size, seed)
+        self.device = f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
+        self.dtype = getattr(torch, dtype)
+        hf_config = AutoConfig.from_pretrained(model_path)
+        self.dims = ModelDims.from_hf(hf_config)
+        self.pad_id = hf_config.pad_token_id or 0
+        self.micro_batch_size = micro_batch_size
+        self._model_path = model_path
+        full = hf_to_mcore(load_hf_weights(model_path), self.dims)
+        self.policy = self._build(full, score_head=False, trainable=True)
+        self.reference = self._build(full, score_head=False, trainable=False) if use_reference else None
+        self.token_rm = None
+        if use_token_rm:
+            rm_full = dict(full, **{"output_layer.weight": scalar_head(self.dims.hidden, seed, self.dtype).weight.detach()})
+            self.token_rm = self._build(rm_full, score_head=True, trainable=True)
+        del full
+        self._setup_optim(self.policy, policy_optim, total_steps)
+        if self.token_rm is not None:
+            self._setup_optim(self.token_rm, token_rm_optim, total_steps)
+
+    # ---- construction ---------------------------------------------------------------------
+    def _build(self, full: dict[str, torch.Tensor], score_head: bool, trainable: bool) -> _Model:
+        lay = self.layout
+        module = build_gpt(self.dims, lay.tp, lay.pp, lay.pp_rank, self.dtype, self.device)
+        if score_head and lay.is_last_stage:
+            module.output_layer = ScalarHead(torch.zeros(1, self.dims.hidden, dtype=self.dtype, device=self.device))
+        model = _Model(module, score_head, trainable)
+        self._load_local(model, local_shard(full, self.dims, lay, score_head))
+        return model
+
+    @staticmethod
+    def _load_local(model: _Model, local: dict[str, torch.Tensor]) -> None:
+        params = model.params()
+        if set(params) != set(local):
+            raise RuntimeError(f"weight names do not match the Megatron model: missing {sorted(set(params) - set(local))[:5]}, "
+                               f"unexpected {sorted(set(local) - set(params))[:5]}")
+        with torch.no_grad():
+            for name, p in params.items():
+                p.copy_(local[name])
+                if name in model.master:
+                    model.master[name].copy_(local[name])
+
+    @staticmethod
+    def _setup_optim(model: _Model, cfg: OptimConfig, total_steps: int) -> None:
+        model.opt, model.sched = build_optimizer(model.optimized().values(), cfg, total_steps)
+        model.clip = cfg.max_grad_norm
+
+    # ---- micro-batches and the pipeline ---------------------------------------------------
+    def _micro_batches(self, batch: SequenceBatch, index: list[int]) -> list[MicroBatch]:
+        width = max(len(t) for t in batch.token_ids)
+        mask = torch.triu(torch.ones(width, width, dtype=torch.bool, device=self.device), diagonal=1)[None, None]
+        positions = torch.arange(width, device=self.device).expand(self.micro_batch_size, width).contiguous()
+        out = []
+        for start in range(0, len(index), self.micro_batch_size):
+            idx = index[start : start + self.micro_batch_size]
+            tokens = torch.full((self.micro_batch_size, width), self.pad_id, dtype=torch.long)
+            for row, i in enumerate(idx):
+                tokens[row, : len(batch.token_ids[i])] = torch.tensor(batch.token_ids[i])
+            out.append(MicroBatch(tokens.to(self.device), positions, mask, idx, batch.select(idx)))
+        return out
+
+    def _run(self, model: _Model, mbs: list[MicroBatch], on_output: Callable, forward_only: bool) -> None:
+        """One pipeline pass; ``on_output(mb, output)`` runs on the last stage and returns the
+        micro-batch's loss (a scalar, ignored when ``forward_only``)."""
+        from megatron.core.pipeline_parallel import get_forward_backward_func
+
+        def loss_func(mb: MicroBatch, output: torch.Tensor):
+            loss = on_output(mb, output)
+            return loss, torch.ones((), dtype=torch.int, device=self.device), {}
+
+        def forward_step(data_iterator, module):
+            mb = next(data_iterator)
+            return module(mb.tokens, mb.positions, mb.mask), functools.partial(loss_func, mb)
+
+        if not mbs:
+            return
+        get_forward_backward_func()(
+            forward_step_func=forward_step, data_iterator=iter(mbs), model=[model.module], num_microbatches=len(mbs),
+            seq_length=mbs[0].tokens.shape[1], micro_batch_size=self.micro_batch_size, forward_only=forward_only)
+
+    def _response_values(self, mb: MicroBatch, values: torch.Tensor) -> list[torch.Tensor]:
+        """``values[row, t]`` at the positions that predict each real row's response tokens."""
+        return [values[row, p - 1 : len(mb.batch.token_ids[row]) - 1]
+                for row, p in enumerate(mb.batch.num_prompt_tokens)]
+
+    def _logprobs(self, mb: MicroBatch, logits: torch.Tensor) -> list[torch.Tensor]:
+        from megatron.core.tensor_parallel import vocab_parallel_cross_entropy
+
+        # the cross-entropy kernel overwrites its input: hand it its own contiguous fp32 copy
+        x = logits[:, :-1].to(torch.float32, copy=True, memory_format=torch.contiguous_format)
+        return self._response_values(mb, -vocab_parallel_cross_entropy(x, mb.tokens[:, 1:].contiguous()))
+
+    @torch.no_grad()
+    def _entropy(self, mb: MicroBatch, logits: torch.Tensor) -> list[torch.Tensor]:
+        """Entropy of the next-token distribution from vocabulary-parallel logits."""
+        from megatron.core import parallel_state as ps
+
+        group = ps.get_tensor_model_parallel_group()
+        x = logits[:, :-1].float()
+        top = x.max(dim=-1).values
+        dist.all_reduce(top, op=dist.ReduceOp.MAX, group=group)
+        e = torch.exp(x - top[..., None])
+        z, ez = e.sum(-1), (e * x).sum(-1)
+        dist.all_reduce(z, group=group)
+        dist.all_reduce(ez, group=group)
+        return self._response_values(mb, torch.log(z) + top - ez / z)
+
+    def _from_last_stage(self, value):
+        """A Python value computed on the last pipeline stage, on every rank of the pipeline."""
+        if self.layout.pp == 1:
+            return value
+        from megatron.core import parallel_state as ps
+
+        group = ps.get_pipeline_model_parallel_group()
+        box = [value]
+        dist.broadcast_object_list(box, src=dist.get_process_group_ranks(group)[-1], group=group)
+        return box[0]
+
+    # ---- protocol -------------------------------------------------------------------------
+    def score(self, batch: SequenceBatch, with_entropy: bool = False) -> ScoredTokens:
+        """Log-probs (and entropy) of every sequence of ``batch`` on every rank."""
+        logprobs: dict[int, torch.Tensor] = {}
+        entropy: dict[int, torch.Tensor] = {}
+
+        def on_output(mb, logits):
+            logprobs.update(zip(mb.index, (t.detach().cpu() for t in self._logprobs(mb, logits))))
+            if with_entropy:
+                entropy.update(zip(mb.index, (t.cpu() for t in self._entropy(mb, logits))))
+            return logits.new_zeros(())
+
+        with torch.no_grad():
+            self._run(self.policy, self._micro_batches(batch, list(range(len(batch)))), on_output, forward_only=True)
+        logprobs, entropy = self._from_last_stage((logprobs, entropy))
+        order = range(len(batch))
+        return ScoredTokens([logprobs[i] for i in order], [entropy[i] for i in order] if with_entropy else None)
+
+    def train_step(self, batch: SequenceBatch, loss_fn: MicroBatchLoss, counts: TokenCounts, *,
+                   update_policy: bool = True) -> TrainStats:
+        if batch.rewards is None or batch.advantages is None:
+            raise ValueError("train_step needs rewards and advantages on the batch")
+        lay = self.layout
+        mine = list(range(lay.dp_rank, len(batch), lay.dp))
+        mbs = self._micro_batches(batch, mine)
+        ref = self._reference_logprobs(mbs)
+        rm_scores = self._train_token_rm(mbs, loss_fn, counts, ref) if self.token_rm is not None else {}
+        sums: dict[str, float] = {}
+        old: dict[int, torch.Tensor] = {}
+
+        def on_output(mb, logits):
+            lp = self._logprobs(mb, logits)
+            entropy = self._entropy(mb, logits)
+            out = loss_fn(self._loss_inputs(mb, lp, ref, rm_scores), counts)
+            for k, v in out.metrics.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            sums["entropy/mean"] = sums.get("entropy/mean", 0.0) + float(sum(e.sum() for e in entropy)) / max(counts.num_action_tokens, 1)
+            old.update(zip(mb.index, (t.detach().cpu() for t in lp)))
+            return out.policy_loss if update_policy else out.policy_loss.detach() * 0
+
+        self.policy.module.train(update_policy)
+        with torch.set_grad_enabled(update_policy):
+            self._run(self.policy, mbs, on_output, forward_only=not update_policy)
+        sums, old = self._from_last_stage((sums, old))
+        metrics = self._sum_over_data_parallel(sums)
+        metrics.update(self._optimizer_step(self.policy, "policy", update_policy))
+        if self.token_rm is not None:
+            metrics.update(self._optimizer_step(self.token_rm, "token_rm", True))
+        return TrainStats(metrics, [old[i] for i in mine])
+
+    def _loss_inputs(self, mb: MicroBatch, logprobs: list[torch.Tensor], ref: dict, rm_scores: dict) -> LossInputs:
+        def stack(values: dict) -> Optional[torch.Tensor]:
+            return pad([values[i].to(self.device) for i in mb.index])[0] if values else None
+
+        lp, mask = pad(logprobs)
+        return LossInputs(logprobs=lp, mask=mask, rewards=mb.batch.rewards.to(self.device),
+                          advantages=mb.batch.advantages.to(self.device), ref_logprobs=stack(ref), rm_scores=stack(rm_scores))
+
+    def _reference_logprobs(self, mbs: list[MicroBatch]) -> dict[int, torch.Tensor]:
+        if self.reference is None:
+            return {}
+        ref: dict[int, torch.Tensor] = {}
+
+        def on_output(mb, logits):
+            ref.update(zip(mb.index, (t.detach() for t in self._logprobs(mb, logits))))
+            return logits.new_zeros(())
+
+        with torch.no_grad():
+            self._run(self.reference, mbs, on_output, forward_only=True)
+        return ref  # only the last stage needs them
+
+    def _train_token_rm(self, mbs: list[MicroBatch], loss_fn: MicroBatchLoss, counts: TokenCounts,
+                        ref: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
+        scores: dict[int, torch.Tensor] = {}
+
+        def on_output(mb, output):
+            live = self._response_values(mb, output[..., 0].float())
+            scores.update(zip(mb.index, (s.detach() for s in live)))
+            stand_in = [ref[i] if ref else torch.zeros_like(s) for i, s in zip(mb.index, live)]
+            live_scores = {i: s for i, s in zip(mb.index, live)}
+            return loss_fn(self._loss_inputs(mb, stand_in, ref, live_scores), counts).rm_loss
+
+        self.token_rm.module.train()
+        self._run(self.token_rm, mbs, on_output, forward_only=False)
+        return scores
+
+    # ---- optimisation ---------------------------------------------------------------------
+    def _sum_over_data_parallel(self, sums: dict[str, float]) -> dict[str, float]:
+        if self.layout.dp == 1:
+            return sums
+        from megatron.core import parallel_state as ps
+
+        keys = sorted(sums)
+        t = torch.tensor([sums[k] for k in keys], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t, group=ps.get_data_parallel_group())
+        return dict(zip(keys, t.tolist()))
+
+    def _sync_grads(self, params: list[torch.nn.Parameter]) -> None:
+        from megatron.core import parallel_state as ps
+
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        if self.layout.dp == 1:
+            return
+        group = ps.get_data_parallel_group()
+        for bucket in buckets(((str(i), p.grad) for i, p in enumerate(params)), 64 << 20):
+            flat = torch.cat([g.reshape(-1) for _, g in bucket])
+            dist.all_reduce(flat, group=group)
+            offset = 0
+            for _, g in bucket:
+                g.copy_(flat[offset : offset + g.numel()].view_as(g))
+                offset += g.numel()
+
+    def _clip(self, params: list[torch.nn.Parameter], max_norm: float) -> float:
+        """``torch.nn.utils.clip_grad_norm_`` over the whole model: squares summed over the
+        tensor and pipeline parallel ranks, replicated tensors counted once."""
+        from megatron.core import parallel_state as ps
+        from megatron.core.tensor_parallel import param_is_not_tensor_parallel_duplicate
+
+        sq = torch.zeros((), dtype=torch.float64, device=self.device)
+        for p in params:
+            if param_is_not_tensor_parallel_duplicate(p):
+                sq += p.grad.double().pow(2).sum()
+        dist.all_reduce(sq, group=ps.get_model_parallel_group())
+        norm = float(sq.sqrt())
+        coef = min(1.0, max_norm / (norm + 1e-6))
+        if coef < 1.0:
+            for p in params:
+                p.grad.mul_(coef)
+        return norm
+
+    def _optimizer_step(self, model: _Model, name: str, update: bool) -> dict[str, float]:
+        out = {f"optim/{name}_lr": model.sched.get_last_lr()[0] if update else 0.0}
+        if update:
+            self._sync_grads([p for p in model.module.parameters() if p.requires_grad])
+            model.grads_to_master()
+            params = list(model.optimized().values())
+            out[f"optim/{name}_grad_norm"] = self._clip(params, model.clip)
+            model.opt.step()
+            model.master_to_params()
+        model.opt.zero_grad(set_to_none=True)
+        for p in model.module.parameters():
+            p.grad = None
+        model.sched.step()
+        return out
+
+    # ---- weights out and checkpoints ------------------------------------------------------
+    def _gathered(self, model: _Model, tensors: Optional[dict[str, torch.Tensor]] = None) -> Iterator[dict[str, torch.Tensor]]:
+        """HF-named full tensors of ``model`` (or of per-parameter ``tensors`` such as Adam
+        moments), one unit at a time, on global rank 0."""
+        for full in gather_units(tensors if tensors is not None else model.params(), self.dims, self.layout, model.score_head):
+            yield mcore_to_hf(full, self.dims, model.score_head) if full else {}
+
+    def export_weights(self, bucket_bytes: int) -> Iterator[list[tuple[str, torch.Tensor]]]:
+        """The policy's full HF-named weights on rank 0, one bucket at a time (other ranks
+        take part in the gathers and receive nothing)."""
+        named = ((k, v) for unit in self._gathered(self.policy) for k, v in unit.items())
+        return buckets(named, bucket_bytes)
+
+    def _model_state(self, model: _Model) -> dict:
+        """Weights, Adam moments and schedule with full HF names: loadable by any layout."""
+        weights = {k: v.cpu() for unit in self._gathered(model, model.master or None) for k, v in unit.items()}
+        state = {"weights": weights, "sched": model.sched.state_dict()}
+        if model.opt is not None:
+            names = {id(p): n for n, p in model.optimized().items()}
+            per_param = {names[id(p)]: s for p, s in model.opt.state.items()}
+            for moment in ("exp_avg", "exp_avg_sq"):
+                if per_param:
+                    local = {n: s[moment] for n, s in per_param.items()}
+                    state[moment] = {k: v.cpu() for unit in self._gathered(model, local) for k, v in unit.items()}
+            state["step"] = next((float(s["step"]) for s in per_param.values()), None)
+        return state
+
+    def _load_model_state(self, model: _Model, state: dict) -> None:
+        def local(named_hf: dict) -> dict[str, torch.Tensor]:
+            return local_shard(hf_to_mcore(named_hf, self.dims, model.score_head), self.dims, self.layout, model.score_head)
+
+        self._load_local(model, local(state["weights"]))
+        model.sched.load_state_dict(state["sched"])
+        if model.opt is not None and state.get("step") is not None:
+            moments = {m: local(state[m]) for m in ("exp_avg", "exp_avg_sq")}
+            for name, p in model.optimized().items():
+                model.opt.state[p] = {"step": torch.tensor(state["step"]), "exp_avg": moments["exp_avg"][name].clone(),
+                                      "exp_avg_sq": moments["exp_avg_sq"][name].clone()}
+
+    def state_dict(self) -> dict:
+        """The full state on global rank 0 (``{}`` elsewhere), in HF names: a checkpoint saved
+        with one TP/PP layout loads into any other."""
+        state = {"policy": self._model_state(self.policy), "layout": (self.layout.tp, self.layout.pp)}
+        if self.token_rm is not None:
+            state["token_rm"] = self._model_state(self.token_rm)
+        return state if self.layout.rank == 0 else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """``state`` as saved by :meth:`state_dict` (every rank loads the same file)."""
+        self._load_model_state(self.policy, state["policy"])
+        if self.token_rm is not None:
+            self._load_model_state(self.token_rm, state["token_rm"])
+
+    def save_pretrained(self, path: str) -> None:
+        """The policy as a Hugging Face checkpoint (rank 0 writes)."""
+        weights = {k: v.cpu() for unit in self._gathered(self.policy) for k, v in unit.items()}
+        if self.layout.rank != 0:
+            return
+        from safetensors.torch import save_file
+        from transformers import AutoConfig
+
+        Path(path).mkdir(parents=True, exist_ok=True)
+        save_file(weights, str(Path(path) / "model.safetensors"))
+        AutoConfig.from_pretrained(self._model_path).save_pretrained(path)

@@ -1,0 +1,1 @@
+"""Getting runs onto a cluster: planning (``plan``), and Slurm submission."""
