@@ -17,6 +17,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "grade": ("oreal.reward.cli", "grade a JSONL file of {response, gold} rows and summarise by reason"),
     "eval": ("oreal.evaluation_cli:eval_main", "pass@1 / pass@k / maj@k of a model on the configured eval sets"),
     "plan": ("oreal.launch.plan", "dry run: parameters, node roles and per-GPU memory of a config on its cluster"),
+    "submit": ("oreal.launch.submit", "submit a sweep to Slurm (Hydra multirun, submitit) and return at once"),
+    "sbatch": ("oreal.launch.sbatch", "render a plain sbatch script (or --hetjob) for a config, for use without submitit"),
     "passrate": ("oreal.evaluation_cli:passrate_main", "estimate each training prompt's pass rate with a policy"),
 }
 

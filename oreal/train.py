@@ -6,6 +6,7 @@ point into a Slurm job. The config is converted to typed objects here, once.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import hydra
@@ -28,6 +29,12 @@ def main(dcfg: DictConfig) -> None:
 
     status = run(cfg)
     print(f"oreal: {cfg.name} ({cfg.algo.name}, seed {cfg.seed}) {status}; run folder {cfg.run_dir}", file=sys.stderr)
+    if status == "stopped" and "SUBMITIT_FOLDER" not in os.environ:
+        # a plain sbatch script requeues on this code (oreal/launch/sbatch.py); under submitit,
+        # submitit itself checkpoints and requeues
+        from oreal.launch.sbatch import EXIT_STOPPED
+
+        sys.exit(EXIT_STOPPED)
 
 
 if __name__ == "__main__":

@@ -40,3 +40,16 @@ def chat_prompts(tokenizer):
 
     rows = cpu_task.splits(7, 0, 32, 0)["heldout"]
     return [tokenizer(render_prompt(tokenizer, r["problem"], "plain", "tokenizer"), add_special_tokens=False)["input_ids"] for r in rows]
+
+
+# A warm-started tiny model (SFT on level-1 CPU problems) that gets some answers right, so that
+# RL steps in the trainer and launcher tests have mixed groups and real gradients.
+@pytest.fixture(scope="session")
+def warm_model_dir(tmp_path_factory, tiny_model_dir):
+    from oreal.config import load_config
+    from oreal.trainer.sft import warm_start
+
+    cache = tmp_path_factory.mktemp("cache")
+    cfg = load_config([f"model.path={tiny_model_dir}", "data.cpu_task.levels=[1]", "data.cpu_task.num_sft=2500",
+                       "trainer.sft.num_epochs=2", f"cache_dir={cache}"])
+    return warm_start(cfg, tiny_model_dir, progress=False)

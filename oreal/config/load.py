@@ -68,12 +68,19 @@ def compose(overrides: Sequence[str] = (), config_name: str = "config", conf_dir
     """Compose outside a Hydra app (tests, `oreal config`). Errors become :class:`ConfigError`."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
     from hydra.errors import HydraException
+    from omegaconf import open_dict
 
     register_configs()
     try:
         with initialize_config_dir(str(conf_dir or CONF_DIR), version_base=None):
-            return hydra_compose(config_name, overrides=list(overrides), return_hydra_config=False)
+            cfg = hydra_compose(config_name, overrides=list(overrides), return_hydra_config=True)
+        # `${hydra:...}` interpolations (a Slurm cluster's run_dir) resolve as in a Hydra app
+        HydraConfig.instance().set_config(cfg)
+        with open_dict(cfg):
+            del cfg["hydra"]
+        return cfg
     except (HydraException, OmegaConfBaseException) as exc:
         raise ConfigError(_one_line(exc)) from exc
 

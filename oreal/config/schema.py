@@ -252,7 +252,7 @@ class ClusterConfig:
     gpus_per_node: int = 0
     gpu_memory_gb: float = 80.0
     cpus_per_task: int = 2
-    mem_gb: float = 16.0
+    mem_gb: int = 16
     timeout_min: int = 60
     rollout_nodes: int = 0
     setup: list[str] = field(default_factory=list)

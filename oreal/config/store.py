@@ -3,12 +3,24 @@ composition and unknown keys fail."""
 
 from __future__ import annotations
 
+import hashlib
+
 from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
 
 from oreal.algo.variants import LOSS_VARIANTS
 from oreal.config.schema import Config
 
 _registered = False
+
+
+def run_folder_name(overrides: str, limit: int = 120) -> str:
+    """A sweep point's folder name from its overrides (``algo=grpo,seed=1``): readable, and
+    cut to ``limit`` characters plus a hash of the whole when longer (file names stop at 255)."""
+    name = overrides.replace("/", "_") or "default"
+    if len(name) <= limit:
+        return name
+    return f"{name[:limit - 11]}-{hashlib.sha1(name.encode()).hexdigest()[:10]}"
 
 
 def register_configs() -> None:
@@ -19,6 +31,8 @@ def register_configs() -> None:
         return
     cs = ConfigStore.instance()
     cs.store(name="oreal_schema", node=Config)
+    if not OmegaConf.has_resolver("run_folder_name"):
+        OmegaConf.register_new_resolver("run_folder_name", run_folder_name)
     for name, variant in LOSS_VARIANTS.items():
         cs.store(group="algo", name=f"{name}_schema", node=variant.config_cls)
     _registered = True

@@ -151,7 +151,7 @@ def format_plan(plan: Plan) -> str:
     lines = [f"model {plan.model}: {plan.num_params / 1e9:.3f}B parameters{published}",
              f"cluster: {plan.nodes} nodes x {plan.gpus_per_node} GPUs, {plan.gpu_memory_gb:g} GB each"]
     if plan.rollout_nodes:
-        lines += [f"rollout nodes {plan.rollout_nodes}: {plan.rollout_engines} vLLM engine(s); grading pool on their CPU cores",
+        lines += [f"rollout nodes {plan.rollout_nodes}: {plan.rollout_engines} vLLM engine(s)",
                   f"training nodes {plan.train_nodes}: Megatron TP={plan.tp} x PP={plan.pp} x DP={plan.dp}"]
     if plan.train_memory:
         lines.append("per training GPU (GiB):")

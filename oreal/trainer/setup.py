@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import secrets
+import socket
 from pathlib import Path
 
 import yaml
@@ -46,7 +48,9 @@ def write_run_files(cfg: Config, run_dir: Path, model_path: str) -> dict:
     from oreal.data.pipeline import content_hash
     from oreal.data.sources import load_source
 
-    info = {"git_sha": git_sha(), "model_path": model_path,
+    info = {"git_sha": git_sha(), "model_path": model_path, "host": socket.gethostname(),
+            "slurm": {k: os.environ[v] for k, v in (("job_id", "SLURM_JOB_ID"), ("node", "SLURMD_NODENAME"),
+                                                    ("restart", "SLURM_RESTART_COUNT")) if v in os.environ},
             "train_data_sha256": {name: content_hash(load_source(src, cfg.data.cpu_task)) for name, src in cfg.data.train.items()}}
     (run_dir / "config.yaml").write_text(yaml.safe_dump(redact(dataclasses.asdict(cfg)), sort_keys=False))
     (run_dir / "run_info.json").write_text(json.dumps(info, indent=2))
@@ -54,7 +58,7 @@ def write_run_files(cfg: Config, run_dir: Path, model_path: str) -> dict:
 
 
 class RunComponents:
-    def __init__(self, cfg: Config, run_dir: Path, dist_env: DistEnv = DistEnv()):
+    def __init__(self, cfg: Config, run_dir: Path, dist_env: DistEnv = DistEnv(), remote_rollout: bool = False):
         from transformers import AutoTokenizer
 
         self.cfg = cfg
@@ -66,7 +70,12 @@ class RunComponents:
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
         self.render = PromptRenderer.from_config(self.tokenizer, cfg.data)
         self.policy = build_policy_engine(cfg, self.model_path, dist_env)
-        self.rollout = build_rollout_engine(cfg, self.model_path)
+        if remote_rollout:  # a rollout node of this allocation serves the engine (oreal.launch.roles)
+            from oreal.launch.remote_rollout import MainRankRollout, RemoteRolloutEngine
+
+            self.rollout = MainRankRollout(RemoteRolloutEngine(self.run_dir) if dist_env.is_main else None, dist_env.is_main)
+        else:
+            self.rollout = build_rollout_engine(cfg, self.model_path)
         self.grader = build_grader(cfg.reward)
         self.checkpoints = CheckpointManager(self.run_dir, cfg.trainer.keep_last_checkpoints)
         info = write_run_files(cfg, self.run_dir, self.model_path) if dist_env.is_main else {}

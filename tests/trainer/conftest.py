@@ -1,18 +1,5 @@
-"""A warm-started tiny model (SFT on level-1 CPU problems) that gets some answers right, so
-that RL steps in these tests have mixed groups and real gradients."""
-
-import pytest
-
-
-@pytest.fixture(scope="session")
-def warm_model_dir(tmp_path_factory, tiny_model_dir):
-    from oreal.config import load_config
-    from oreal.trainer.sft import warm_start
-
-    cache = tmp_path_factory.mktemp("cache")
-    cfg = load_config([f"model.path={tiny_model_dir}", "data.cpu_task.levels=[1]", "data.cpu_task.num_sft=2500",
-                       "trainer.sft.num_epochs=2", f"cache_dir={cache}"])
-    return warm_start(cfg, tiny_model_dir, progress=False)
+"""Settings for few-second RL runs on the warm-started tiny model (`warm_model_dir`, in
+tests/conftest.py)."""
 
 
 def fast_overrides(model_dir, run_dir, steps=4, extra=()):

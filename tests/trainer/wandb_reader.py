@@ -39,7 +39,8 @@ def records(path):
 
 
 def offline_runs(run_dir):
-    return sorted(glob.glob(str(Path(run_dir) / "wandb" / "offline-run-*" / "run-*.wandb")))
+    # escaped: sweep folders are named from overrides such as `levels=[1]`
+    return sorted(glob.glob(str(Path(glob.escape(str(run_dir))) / "wandb" / "offline-run-*" / "run-*.wandb")))
 
 
 def history(path) -> list[dict]:

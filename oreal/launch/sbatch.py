@@ -1,0 +1,89 @@
+"""Plain sbatch scripts for people who do not use submitit, rendered from the same config.
+
+    oreal sbatch experiment=oreal_7b cluster=slurm > sbatch/oreal_7b.sbatch
+    oreal sbatch --hetjob experiment=oreal_7b cluster=slurm > sbatch/oreal_7b_hetjob.sbatch
+    sbatch sbatch/oreal_7b.sbatch [more overrides]
+
+Both are thin: resources, environment, ``srun python -m oreal.train``. The single-allocation
+script lets each task pick its role from its node index (oreal/launch/roles.py); the
+heterogeneous variant gives rollout and training nodes their own components and names each
+srun's role. On the time-limit signal the trainer finishes its step, checkpoints and exits with
+``EXIT_STOPPED``; the script then requeues the job, which resumes from the same run folder.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from typing import Sequence
+
+from oreal.config.schema import Config
+
+EXIT_STOPPED = 75  # EX_TEMPFAIL: stopped by a signal, resume me
+
+
+def _time(minutes: int) -> str:
+    return f"{minutes // 1440}-{minutes % 1440 // 60:02d}:{minutes % 60:02d}:00"
+
+
+def _resources(cfg: Config, nodes: int, tasks_per_node: int) -> list[str]:
+    c = cfg.cluster
+    lines = [f"#SBATCH --nodes={nodes}", f"#SBATCH --ntasks-per-node={tasks_per_node}", f"#SBATCH --cpus-per-task={c.cpus_per_task}",
+             f"#SBATCH --mem={c.mem_gb}G"]
+    if c.gpus_per_node:
+        lines.append(f"#SBATCH --gpus-per-node={c.gpus_per_node}")
+    lines += [f"#SBATCH --{flag}={value}" for flag, value in (("partition", c.partition), ("account", c.account), ("qos", c.qos)) if value]
+    return lines
+
+
+def _header(cfg: Config, command: str) -> list[str]:
+    c = cfg.cluster
+    return ["#!/bin/bash", f"# Rendered by `{command}`: change the config and render again rather than editing.",
+            f"#SBATCH --job-name=oreal-{cfg.name}", f"#SBATCH --time={_time(c.timeout_min)}",
+            "#SBATCH --signal=USR1@120", "#SBATCH --requeue", "#SBATCH --open-mode=append", "#SBATCH --output=%x-%j.out"]
+
+
+def _environment(cfg: Config) -> list[str]:
+    return ["set -uo pipefail", *cfg.cluster.setup, 'export WANDB_MODE="${WANDB_MODE:-' + cfg.logging.wandb_mode + '}"']
+
+
+def _requeue_on_stop() -> list[str]:
+    return [f'if [ "$status" -eq {EXIT_STOPPED} ]; then  # stopped by the time-limit signal: resume in a new allocation',
+            '    scontrol requeue "$SLURM_JOB_ID"', "    exit 0", "fi", 'exit "$status"']
+
+
+def render(cfg: Config, overrides: Sequence[str], hetjob: bool = False) -> str:
+    args = " ".join(shlex.quote(o) for o in overrides)
+    command = "oreal sbatch " + ("--hetjob " if hetjob else "") + args
+    c = cfg.cluster
+    tasks = max(c.gpus_per_node, 1)
+    train = f'python -m oreal.train {args} "$@"'
+    if not hetjob:
+        lines = _header(cfg, command) + _resources(cfg, c.nodes, tasks) + [""] + _environment(cfg) + [
+            "# the first cluster.rollout_nodes nodes serve rollouts, the others train (chosen per task)",
+            f"srun --kill-on-bad-exit=1 {train}", "status=$?"] + _requeue_on_stop()
+    else:
+        lines = _header(cfg, command) + ["# component 0: rollout nodes"] + _resources(cfg, c.rollout_nodes, tasks) + [
+            "#SBATCH hetjob", "# component 1: training nodes"] + _resources(cfg, c.nodes - c.rollout_nodes, tasks) + [
+            ""] + _environment(cfg) + [
+            f"OREAL_ROLE=rollout srun --het-group=0 {train} &",
+            f"OREAL_ROLE=trainer srun --het-group=1 --kill-on-bad-exit=1 {train}", "status=$?", "wait"] + _requeue_on_stop()
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str]) -> int:
+    from oreal.config.load import ConfigError, load_config
+
+    argv = list(argv)
+    hetjob = "--hetjob" in argv
+    overrides = [a for a in argv if a != "--hetjob"]
+    try:
+        cfg = load_config(overrides)
+    except ConfigError as exc:
+        print(f"oreal sbatch: {exc}", file=sys.stderr)
+        return 2
+    if cfg.cluster.rollout_nodes < 1 and hetjob:
+        print("oreal sbatch: --hetjob needs cluster.rollout_nodes >= 1", file=sys.stderr)
+        return 2
+    sys.stdout.write(render(cfg, overrides, hetjob))
+    return 0
