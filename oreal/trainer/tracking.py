@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 import subprocess
 from dataclasses import asdict
 from pathlib import Path
@@ -84,11 +85,18 @@ class Tracker:
 
         lg = cfg.logging
         config = redact({**asdict(cfg), **(extra_config or {})})
-        self.run = wandb.init(
-            project=lg.project, entity=lg.entity, group=lg.group or cfg.name, job_type=lg.job_type or cfg.algo.name,
-            name=lg.run_name or f"{cfg.name}-{cfg.algo.name}-seed{cfg.seed}", tags=list(lg.tags), config=config,
-            id=run_id, resume="allow", dir=str(run_dir), mode=lg.wandb_mode, settings=wandb.Settings(console="off", silent=True),
-        )
+        kwargs = dict(project=lg.project, entity=lg.entity, group=lg.group or cfg.name, job_type=lg.job_type or cfg.algo.name,
+                      name=lg.run_name or f"{cfg.name}-{cfg.algo.name}-seed{cfg.seed}", tags=list(lg.tags), config=config,
+                      id=run_id, resume="allow", dir=str(run_dir), mode=lg.wandb_mode,
+                      settings=wandb.Settings(console="off", silent=True))
+        for attempt in range(30):
+            try:
+                self.run = wandb.init(**kwargs)
+                break
+            except Exception as exc:  # a killed predecessor's W&B service may still hold the id for a moment
+                if "in use" not in str(exc) or attempt == 29:
+                    raise
+                time.sleep(2)
         self._samples_tables = 0
 
     def write(self, step: int, metrics: dict[str, float]) -> None:

@@ -121,5 +121,8 @@ def test_signalled_job_requeues_and_ends_like_an_uninterrupted_one(tmp_path, war
 
     assert final(run)["step"] == 6
     assert final(run) == pytest.approx(final(reference), rel=1e-6, abs=1e-9)
-    # the W&B run continued under one id
-    assert len({run_info(f)["id"] for f in offline_runs(run)}) == 1
+    # the W&B run continued under one id (the killed incarnation's file may end before its run record)
+    run_id = (run / "wandb_run_id").read_text().strip()
+    files = offline_runs(run)
+    assert len(files) == 2 and {Path(f).parent.name.rsplit("-", 1)[1] for f in files} == {run_id}
+    assert run_info(files[-1])["id"] == run_id

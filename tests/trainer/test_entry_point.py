@@ -22,4 +22,5 @@ def test_entry_point_trains_with_vllm_and_weight_sync_is_exact(warm_model_dir, t
     assert trained, "no policy update happened"
     # the policy changed at step 2; step 3's rollouts came from vLLM after the sync
     assert all(r["rollout/logprob_gap"] < 1e-3 for r in trained)
-    assert rows[-1]["kl/ref"] != 0.0
+    # the policy moved away from the reference (a step without mixed groups logs no loss terms)
+    assert [r["kl/ref"] for r in rows if "kl/ref" in r][-1] != 0.0

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from oreal.config import load_config
+from oreal.launch.sbatch import EXIT_STOPPED
 from oreal.trainer import run
 from tests.trainer.conftest import fast_overrides
 from tests.trainer.test_trainer import comparable, records
@@ -54,7 +55,7 @@ def test_sigterm_checkpoints_and_the_restart_matches(warm_model_dir, tmp_path, u
     wait_for(lambda: 2 in logged_steps(tmp_path) or proc.poll() is not None)
     os.kill(proc.pid, signal.SIGTERM)
     out, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 0, out
+    assert proc.returncode == EXIT_STOPPED, out  # "resume me": what the sbatch scripts requeue on
     assert "stopped" in out
     stopped_at = max(logged_steps(tmp_path))
     assert 2 <= stopped_at < STEPS
