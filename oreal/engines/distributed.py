@@ -43,3 +43,24 @@ def init_distributed() -> DistEnv:
     if not dist.is_initialized():
         dist.init_process_group(backend, rank=rank, world_size=world)
     return DistEnv(rank, world, local, device, backend)
+
+
+def all_reduce_metrics(sums: dict[str, float], device: str, group=None) -> dict[str, float]:
+    """Sum per-rank metric contributions over ``group`` (float64, one collective)."""
+    keys = sorted(sums)
+    t = torch.tensor([sums[k] for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(t, group=group)
+    return dict(zip(keys, t.tolist()))
+
+
+def all_reduce_in_buckets(tensors: list[torch.Tensor], group=None, bucket_bytes: int = 64 << 20) -> None:
+    """Sum ``tensors`` in place over ``group``, flattened into buckets (one collective each)."""
+    from oreal.engines.weights import buckets
+
+    for bucket in buckets(((str(i), t) for i, t in enumerate(tensors)), bucket_bytes):
+        flat = torch.cat([t.reshape(-1) for _, t in bucket])
+        dist.all_reduce(flat, group=group)
+        offset = 0
+        for _, t in bucket:
+            t.copy_(flat[offset : offset + t.numel()].view_as(t))
+            offset += t.numel()

@@ -16,12 +16,11 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import torch
-import torch.distributed as dist
 from torch.nn.utils.rnn import pad_sequence
 
 from oreal.algo import LossInputs, TokenCounts
 from oreal.config.schema import OptimConfig
-from oreal.engines.distributed import DistEnv
+from oreal.engines.distributed import DistEnv, all_reduce_in_buckets, all_reduce_metrics
 from oreal.engines.logprobs import chunked_entropy, chunked_logprobs, compute_dtype
 from oreal.engines.optim import build_optimizer
 from oreal.engines.packing import Packed, pack, packed_hidden
@@ -163,28 +162,18 @@ class TorchPolicyEngine:
         return metrics, [t.detach().cpu() for t in logprobs.detach().split(packed.lengths)]
 
     def _all_reduce_sum(self, sums: dict[str, float]) -> dict[str, float]:
-        if not self.dist.is_distributed:
-            return sums
-        keys = sorted(sums)
-        t = torch.tensor([sums[k] for k in keys], dtype=torch.float64, device=self.device)
-        dist.all_reduce(t)
-        return dict(zip(keys, t.tolist()))
+        return all_reduce_metrics(sums, self.device) if self.dist.is_distributed else sums
 
     def _sync_grads(self, module: torch.nn.Module) -> None:
         """Sum gradients over data-parallel ranks (each rank's loss already carries global
         normalisers, so the sum is the full-batch gradient)."""
         if not self.dist.is_distributed:
             return
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in module.parameters() if p.requires_grad]
-        for bucket in buckets(((str(i), g) for i, g in enumerate(grads)), 64 << 20):
-            flat = torch.cat([g.reshape(-1) for _, g in bucket])
-            dist.all_reduce(flat)
-            offset = 0
-            for _, g in bucket:
-                g.copy_(flat[offset : offset + g.numel()].view_as(g))
-                offset += g.numel()
-        for p, g in zip((p for p in module.parameters() if p.requires_grad), grads):
-            p.grad = g
+        params = [p for p in module.parameters() if p.requires_grad]
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        all_reduce_in_buckets([p.grad for p in params])
 
     def _step(self, module, opt, sched, clip: float, name: str, update: bool) -> dict[str, float]:
         out = {f"optim/{name}_lr": sched.get_last_lr()[0] if update else 0.0}

@@ -27,6 +27,7 @@ import torch.distributed as dist
 
 from oreal.algo import LossInputs, TokenCounts
 from oreal.config.schema import OptimConfig
+from oreal.engines.distributed import all_reduce_in_buckets, all_reduce_metrics
 from oreal.engines.megatron.convert import gather_units, hf_to_mcore, local_shard, mcore_to_hf
 from oreal.engines.megatron.model import ModelDims, ScalarHead, build_gpt
 from oreal.engines.megatron.parallel import Layout, init_parallel
@@ -321,10 +322,7 @@ class MegatronPolicyEngine:
             return sums
         from megatron.core import parallel_state as ps
 
-        keys = sorted(sums)
-        t = torch.tensor([sums[k] for k in keys], dtype=torch.float64, device=self.device)
-        dist.all_reduce(t, group=ps.get_data_parallel_group())
-        return dict(zip(keys, t.tolist()))
+        return all_reduce_metrics(sums, self.device, group=ps.get_data_parallel_group())
 
     def _sync_grads(self, params: list[torch.nn.Parameter]) -> None:
         from megatron.core import parallel_state as ps
@@ -332,16 +330,8 @@ class MegatronPolicyEngine:
         for p in params:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
-        if self.layout.dp == 1:
-            return
-        group = ps.get_data_parallel_group()
-        for bucket in buckets(((str(i), p.grad) for i, p in enumerate(params)), 64 << 20):
-            flat = torch.cat([g.reshape(-1) for _, g in bucket])
-            dist.all_reduce(flat, group=group)
-            offset = 0
-            for _, g in bucket:
-                g.copy_(flat[offset : offset + g.numel()].view_as(g))
-                offset += g.numel()
+        if self.layout.dp > 1:
+            all_reduce_in_buckets([p.grad for p in params], group=ps.get_data_parallel_group())
 
     def _clip(self, params: list[torch.nn.Parameter], max_norm: float) -> float:
         """``torch.nn.utils.clip_grad_norm_`` over the whole model: squares summed over the
