@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 import subprocess
 from dataclasses import asdict
 from pathlib import Path
@@ -89,14 +88,13 @@ class Tracker:
                       name=lg.run_name or f"{cfg.name}-{cfg.algo.name}-seed{cfg.seed}", tags=list(lg.tags), config=config,
                       id=run_id, resume="allow", dir=str(run_dir), mode=lg.wandb_mode,
                       settings=wandb.Settings(console="off", silent=True))
-        for attempt in range(30):
-            try:
-                self.run = wandb.init(**kwargs)
-                break
-            except Exception as exc:  # a killed predecessor's W&B service may still hold the id for a moment
-                if "in use" not in str(exc) or attempt == 29:
-                    raise
-                time.sleep(2)
+        # Each process keeps its W&B service to itself. wandb publishes the service address in
+        # WANDB_SERVICE, which child processes inherit; a child run attached to its parent's
+        # service and then SIGKILLed leaves its run id held there ("run ID is in use"), so the
+        # requeued run could never resume it. Ignore an inherited address and hide our own.
+        os.environ.pop("WANDB_SERVICE", None)
+        self.run = wandb.init(**kwargs)
+        os.environ.pop("WANDB_SERVICE", None)
         self._samples_tables = 0
 
     def write(self, step: int, metrics: dict[str, float]) -> None:
