@@ -109,6 +109,18 @@ class CPUTaskConfig:
 
 
 @dataclass
+class SkillReplayConfig:
+    """Skill-based enhancement (ladder row 5, ``oreal/data/skills.py``): a share ``fraction`` of
+    each batch revisits the skills (prompt field ``key``: subject, level or subject_level) of the
+    last ``memory`` prompts whose whole group was wrong."""
+
+    enabled: bool = False
+    fraction: float = 0.25
+    memory: int = 64
+    key: str = "subject"
+
+
+@dataclass
 class DataConfig:
     train: dict[str, SourceConfig] = field(default_factory=dict)
     eval: dict[str, EvalSetConfig] = field(default_factory=dict)
@@ -126,6 +138,7 @@ class DataConfig:
         ]
     )
     cpu_task: CPUTaskConfig = field(default_factory=CPUTaskConfig)
+    skill_replay: SkillReplayConfig = field(default_factory=SkillReplayConfig)
 
 
 @dataclass

@@ -23,6 +23,11 @@ def run_folder_name(overrides: str, limit: int = 120) -> str:
     return f"{name[:limit - 11]}-{hashlib.sha1(name.encode()).hexdigest()[:10]}"
 
 
+def run_dir_for_mode(mode: object, single: str, sweep_point: str) -> str:
+    """``run_dir`` of the root config: a sweep point's own folder under ``-m``, else ``single``."""
+    return sweep_point if str(mode).endswith("MULTIRUN") else single
+
+
 def register_configs() -> None:
     """Idempotent. ``conf/config.yaml`` starts its defaults list with ``oreal_schema``; each
     ``conf/algo/<variant>.yaml`` starts with ``<variant>_schema``."""
@@ -33,6 +38,8 @@ def register_configs() -> None:
     cs.store(name="oreal_schema", node=Config)
     if not OmegaConf.has_resolver("run_folder_name"):
         OmegaConf.register_new_resolver("run_folder_name", run_folder_name)
+    if not OmegaConf.has_resolver("run_dir_for_mode"):
+        OmegaConf.register_new_resolver("run_dir_for_mode", run_dir_for_mode)
     for name, variant in LOSS_VARIANTS.items():
         cs.store(group="algo", name=f"{name}_schema", node=variant.config_cls)
     _registered = True

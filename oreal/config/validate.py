@@ -181,6 +181,12 @@ def _data(cfg: Config) -> None:
         raise ValueError(f"data.cpu_task.levels={d.cpu_task.levels} must be a non-empty subset of [1, 2, 3, 4]")
     if not 0 <= d.cpu_task.sft_answer_only_rate <= 1:
         raise ValueError(f"data.cpu_task.sft_answer_only_rate={d.cpu_task.sft_answer_only_rate} must be in [0, 1]")
+    s = d.skill_replay
+    if s.enabled:
+        _one_of("data.skill_replay.key", s.key, ("subject", "level", "subject_level"))
+        if not 0 < s.fraction <= 1:
+            raise ValueError(f"data.skill_replay.fraction={s.fraction} must be in (0, 1]")
+        _positive("data.skill_replay.memory", s.memory)
     for i, band in enumerate(d.pass_rate_bands):
         if not 0 <= band.low < band.high <= 1 or band.repeat < 0:
             raise ValueError(f"data.pass_rate_bands[{i}]={band}: need 0 <= low < high <= 1 and repeat >= 0")

@@ -11,6 +11,7 @@ from oreal.algo import PassRateBand
 from oreal.config.schema import Config, CPUTaskConfig, DataConfig, EvalSetConfig
 from oreal.data.prompting import render_prompt
 from oreal.data.sampler import PromptSampler, balance
+from oreal.data.skills import SkillReplaySampler
 from oreal.data.sources import Prompt, load_source
 
 
@@ -18,11 +19,12 @@ def bands(data: DataConfig) -> list[PassRateBand]:
     return [PassRateBand(b.low, b.high, b.repeat) for b in data.pass_rate_bands]
 
 
-def build_sampler(cfg: Config) -> PromptSampler:
+def build_sampler(cfg: Config) -> PromptSampler | SkillReplaySampler:
     sources = {name: load_source(src, cfg.data.cpu_task) for name, src in cfg.data.train.items()}
     if cfg.data.difficulty_balance:
         sources = {name: balance(prompts, bands(cfg.data)) for name, prompts in sources.items()}
-    return PromptSampler(sources, {name: src.weight for name, src in cfg.data.train.items()}, cfg.seed)
+    stream = PromptSampler(sources, {name: src.weight for name, src in cfg.data.train.items()}, cfg.seed)
+    return SkillReplaySampler(stream, cfg.data.skill_replay, cfg.seed) if cfg.data.skill_replay.enabled else stream
 
 
 class PromptRenderer:

@@ -62,6 +62,9 @@ class PromptSampler:
         self.num_drawn += count
         return out
 
+    def observe(self, prompts: Sequence[Prompt], all_wrong: Sequence[bool]) -> None:
+        """The plain stream does not adapt to results (see ``oreal.data.skills`` for one that does)."""
+
     def state_dict(self) -> dict:
         version, internal, gauss = self._rng.getstate()
         return {"seed": self.seed, "rng": [version, list(internal), gauss], "epoch": dict(self._epoch),
@@ -69,6 +72,8 @@ class PromptSampler:
                 "sizes": {name: len(p) for name, p in self.sources.items()}}
 
     def load_state_dict(self, state: dict) -> None:
+        if "stream" in state:
+            raise ValueError("the checkpoint was written with data.skill_replay enabled; resume with the same data config")
         sizes = {name: len(p) for name, p in self.sources.items()}
         if state["sizes"] != sizes or state["seed"] != self.seed:
             raise ValueError(f"the saved sampler was built on other data (sizes {state['sizes']}, seed {state['seed']}); "

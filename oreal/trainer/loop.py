@@ -128,6 +128,7 @@ class Trainer:
         k = self.cfg.trainer.num_samples_per_prompt
         samples.grades = [grades[i : i + k] for i in range(0, len(grades), k)]
         samples.rewards = torch.tensor([[g.reward for g in row] for row in samples.grades])
+        self.sampler.observe([p for _, p in samples.prompts], [not any(g.correct for g in row) for row in samples.grades])
 
     def advantages(self, samples: StepSamples) -> None:
         samples.advantages = compute_advantages(samples.rewards, self.cfg.algo.advantage_estimator)

@@ -56,7 +56,14 @@ class StepSamples:
             "response/truncation_rate": sum(c.finish_reason == "length" for c in completions) / len(completions),
             "train/num_samples": float(r.numel()),
             "train/num_kept": float(self.keep.sum()),
-        }
+        } | self.source_shares()
+
+    def source_shares(self) -> dict[str, float]:
+        """``data/share/<source>``: the share of this step's prompts from each source."""
+        counts: dict[str, int] = {}
+        for source, _ in self.prompts:
+            counts[source] = counts.get(source, 0) + 1
+        return {f"data/share/{name}": n / len(self.prompts) for name, n in sorted(counts.items())}
 
     def trajectory_rows(self, step: int) -> list[dict]:
         rows = []
