@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "submit": ("oreal.launch.submit", "submit a sweep to Slurm (Hydra multirun, submitit) and return at once"),
     "sbatch": ("oreal.launch.sbatch", "render a plain sbatch script (or --hetjob) for a config, for use without submitit"),
     "passrate": ("oreal.evaluation_cli:passrate_main", "estimate each training prompt's pass rate with a policy"),
+    "compare": ("oreal.compare.cli", "a sweep's variants side by side: table over seeds, config differences, --plot curves"),
 }
 
 
