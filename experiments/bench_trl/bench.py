@@ -1,0 +1,192 @@
+"""oreal vs TRL's GRPOTrainer on CPU, side by side, from one command.
+
+    python experiments/bench_trl/bench.py                 # 30 steps per system, seed 0
+    python experiments/bench_trl/bench.py --steps 12      # quicker: timing only
+
+Same warm-started tiny model (the default experiment's SFT cache), same prompt stream (the
+CPU task's train split in oreal's sampler order), same reward (oreal's checker, +1 / -1, a
+truncated answer is wrong), same group size (8) and batch (16 prompts, one optimiser step of
+128 completions), same AdamW settings and schedule, same KL (k3, 0.01) and token-level loss
+normalisation, and the same engine: Hugging Face ``generate`` on both sides (TRL's default).
+Each system trains in its own process (so peak memory is its own); seconds per step are the
+median over steps 3-12 (two warm-up steps); held-out pass@1 after the last step comes from one
+evaluation function (``oreal.evaluation.evaluate``: 4 samples per problem at temperature 1.0),
+run on every final model. Results: ``--out`` (JSON) and a table on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SYSTEMS = ("trl_grpo", "oreal_grpo", "oreal_oreal")
+PROMPTS, GROUP = 16, 8
+WARMUP, TIMED = 2, 10
+
+
+def common_overrides(model: str, steps: int, seed: int) -> list[str]:
+    return ["experiment=default_cpu", "rollout=hf", f"model.path={model}", "model.build_locally=false",
+            "trainer.sft.enabled=false", f"trainer.num_steps={steps}", f"trainer.num_prompts_per_step={PROMPTS}",
+            f"trainer.num_samples_per_prompt={GROUP}", f"seed={seed}", "~data.eval.math500_100",
+            "logging.wandb_mode=disabled", "logging.progress_bars=false"]
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def step_seconds(ends: list[float]) -> float:
+    """Median duration of the timed steps, from the clock at the end of each step (index 0: start)."""
+    durations = [b - a for a, b in zip(ends, ends[1:])]
+    if len(durations) < WARMUP + TIMED:
+        raise SystemExit(f"need at least {WARMUP + TIMED} steps to time, got {len(durations)}")
+    return statistics.median(durations[WARMUP:WARMUP + TIMED])
+
+
+# ---- workers: one system per process ------------------------------------------------------------
+def oreal_worker(algo: str, model: str, steps: int, seed: int, out: Path, extra: list[str]) -> dict:
+    from oreal.config import load_config
+    from oreal.trainer import run
+
+    run_dir = out / f"oreal_{algo}"
+    run(load_config(common_overrides(model, steps, seed) + [f"algo={algo}", f"run_dir={run_dir}", "trainer.checkpoint_every=0",
+                                                           "trainer.eval_at_start=false", f"trainer.eval_every={steps}", *extra]))
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    # time/elapsed_s is the loop's wall clock at the end of each step; the last row includes the evaluation
+    ends = [0.0] + [r["time/elapsed_s"] for r in rows[:-1]]
+    return {"seconds_per_step": step_seconds(ends), "peak_rss_mb": peak_rss_mb(),
+            "heldout_pass@1": rows[-1]["eval/cpu_heldout/pass@1"], "final_reward_mean": rows[-1]["reward/mean"]}
+
+
+def trl_worker(model: str, steps: int, seed: int, out: Path) -> dict:
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from oreal.config import load_config
+    from oreal.data.pipeline import build_sampler
+    from oreal.data.prompting import render_prompt
+    from oreal.reward import build_grader
+
+    cfg = load_config(common_overrides(model, steps, seed))
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    drawn = build_sampler(cfg).draw(steps * PROMPTS)  # oreal's prompt stream, in its order
+    rows = [{"prompt": render_prompt(tokenizer, p.problem, cfg.data.system_prompt, cfg.data.chat_template), "answer": p.answer}
+            for _, p in drawn]
+    grader = build_grader(cfg.reward)
+    max_new = cfg.rollout.max_new_tokens
+
+    def correctness(prompts, completions, answer, completion_ids, **_):
+        finish = ["length" if len(ids) >= max_new and ids[-1] != tokenizer.eos_token_id else "stop" for ids in completion_ids]
+        return [g.reward for g in grader.grade_batch(completions, answer, finish_reasons=finish)]
+
+    class StepClock(TrainerCallback):
+        def __init__(self):
+            self.ends: list[float] = []
+
+        def on_train_begin(self, *a, **k):
+            self.ends = [time.perf_counter()]
+
+        def on_step_end(self, *a, **k):
+            self.ends.append(time.perf_counter())
+
+    p, r = cfg.trainer.policy_optim, cfg.rollout
+    args = GRPOConfig(
+        output_dir=str(out / "trl"), use_cpu=True, seed=seed, max_steps=steps, report_to="none", save_strategy="no",
+        logging_steps=1, disable_tqdm=True, per_device_train_batch_size=PROMPTS * GROUP, gradient_accumulation_steps=1,
+        num_generations=GROUP, max_completion_length=max_new, temperature=r.temperature, top_p=r.top_p,
+        shuffle_dataset=False, learning_rate=p.lr, lr_scheduler_type="cosine_with_min_lr",
+        lr_scheduler_kwargs={"min_lr": p.min_lr}, warmup_steps=p.warmup_steps, weight_decay=p.weight_decay,
+        adam_beta1=p.betas[0], adam_beta2=p.betas[1], max_grad_norm=p.max_grad_norm,
+        beta=cfg.algo.kl_coef, loss_type="dapo", scale_rewards="group", num_iterations=1)
+    clock = StepClock()
+    trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(model, dtype="float32"), args=args,
+                          processing_class=tokenizer, reward_funcs=correctness, train_dataset=Dataset.from_list(rows),
+                          callbacks=[clock])
+    trainer.train()
+    final = out / "trl" / "final"
+    trainer.save_model(str(final))
+    tokenizer.save_pretrained(str(final))
+    result = {"seconds_per_step": step_seconds(clock.ends), "peak_rss_mb": peak_rss_mb()}
+    grader.close()
+    # the same evaluation function, engine and seed as oreal's final evaluation
+    from oreal.data.pipeline import PromptRenderer, eval_prompts
+    from oreal.engines.factory import build_rollout_engine
+    from oreal.evaluation import evaluate
+
+    ev = cfg.data.eval["cpu_heldout"]
+    prompts = eval_prompts(ev, cfg.data.cpu_task, PromptRenderer.from_config(tokenizer, cfg.data))
+    res = evaluate("cpu_heldout", ev, prompts, build_rollout_engine(cfg, str(final)), build_grader(cfg.reward),
+                   default_max_new_tokens=max_new, seed=seed, progress=False)
+    result["heldout_pass@1"] = res.metrics["eval/cpu_heldout/pass@1"]
+    return result
+
+
+# ---- driver -------------------------------------------------------------------------------------
+def warm_model(seed: int) -> str:
+    from oreal.config import load_config
+    from oreal.trainer.setup import starting_model
+
+    return starting_model(load_config(["experiment=default_cpu", f"seed={seed}"]))
+
+
+def versions() -> dict:
+    import torch
+    import transformers
+    import trl
+
+    return {"python": sys.version.split()[0], "torch": torch.__version__, "transformers": transformers.__version__,
+            "trl": trl.__version__, "cpus": os.cpu_count()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS)
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_trl")
+    ap.add_argument("--oreal-overrides", nargs="*", default=[], help="extra Hydra overrides for the oreal runs")
+    ap.add_argument("--worker", choices=SYSTEMS, help=argparse.SUPPRESS)
+    ap.add_argument("--model", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        args.out.mkdir(parents=True, exist_ok=True)
+        if args.worker == "trl_grpo":
+            result = trl_worker(args.model, args.steps, args.seed, args.out)
+        else:
+            result = oreal_worker(args.worker.removeprefix("oreal_"), args.model, args.steps, args.seed, args.out,
+                                  args.oreal_overrides)
+        (args.out / f"{args.worker}.json").write_text(json.dumps(result, indent=2))
+        return
+
+    model = warm_model(args.seed)
+    results = {"steps": args.steps, "seed": args.seed, "prompts_per_step": PROMPTS, "group_size": GROUP,
+               "oreal_overrides": args.oreal_overrides,
+               "versions": versions(), "systems": {}}
+    for system in args.systems:
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            cmd = [sys.executable, __file__, "--worker", system, "--model", model, "--steps", str(args.steps),
+                   "--seed", str(args.seed), "--out", tmp, "--oreal-overrides", *args.oreal_overrides]
+            subprocess.run(cmd, check=True, cwd=ROOT)
+            results["systems"][system] = json.loads((Path(tmp) / f"{system}.json").read_text())
+            results["systems"][system]["wall_s"] = time.perf_counter() - start
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    print(f"\n{args.steps} steps of {PROMPTS} prompts x {GROUP} samples, seed {args.seed}, {results['versions']}")
+    print("| system | s / step (median of 10) | peak RSS (MB) | held-out pass@1 |\n|---|---|---|---|")
+    for name, r in results["systems"].items():
+        print(f"| {name} | {r['seconds_per_step']:.2f} | {r['peak_rss_mb']:.0f} | {r['heldout_pass@1']:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
