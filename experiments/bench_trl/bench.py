@@ -56,11 +56,12 @@ def step_seconds(ends: list[float]) -> float:
 def oreal_worker(algo: str, model: str, steps: int, seed: int, out: Path, extra: list[str]) -> dict:
     from oreal.config import load_config
     from oreal.trainer import run
+    from oreal.trainer.tracking import MetricsLog
 
     run_dir = out / f"oreal_{algo}"
     run(load_config(common_overrides(model, steps, seed) + [f"algo={algo}", f"run_dir={run_dir}", "trainer.checkpoint_every=0",
                                                            "trainer.eval_at_start=false", f"trainer.eval_every={steps}", *extra]))
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rows = MetricsLog(run_dir / "metrics.jsonl").read()
     # time/elapsed_s is the loop's wall clock at the end of each step; the last row includes the evaluation
     ends = [0.0] + [r["time/elapsed_s"] for r in rows[:-1]]
     return {"seconds_per_step": step_seconds(ends), "peak_rss_mb": peak_rss_mb(),

@@ -9,12 +9,13 @@ trainer sets it to the variant) and the history is the logged rows.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import yaml
+
+from oreal.trainer.tracking import MetricsLog
 
 # overrides that say where or how a run ran, not what it is
 _NOT_VARIANT = ("seed", "run_dir", "cache_dir", "model.path", "logging.", "hydra.", "cluster", "experiment")
@@ -40,20 +41,6 @@ def variant_of(overrides: list[str], shared: frozenset = frozenset()) -> str:
     return ",".join(sorted(kept)) or "default"
 
 
-def _read_history(path: Path) -> list[dict]:
-    rows = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as exc:  # a run killed mid-write leaves a partial last line
-            if n == len(path.read_text().splitlines()):
-                break
-            raise ValueError(f"{path}:{n}: not a JSON row ({exc.msg})") from None
-    return rows
-
-
 def load_run(folder: Path) -> Run:
     folder = Path(folder)
     cfg_path, overrides_path = folder / "config.yaml", folder / "hydra" / "overrides.yaml"
@@ -61,7 +48,7 @@ def load_run(folder: Path) -> Run:
     overrides = yaml.safe_load(overrides_path.read_text()) if overrides_path.exists() else []
     seed = int(config.get("seed", 0))
     overrides = list(overrides or [])
-    return Run(folder.name, variant_of(overrides), seed, config, _read_history(folder / "metrics.jsonl"), overrides)
+    return Run(folder.name, variant_of(overrides), seed, config, MetricsLog(folder / "metrics.jsonl").read(), overrides)
 
 
 def load_local(sweep: Path) -> list[Run]:

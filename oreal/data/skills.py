@@ -15,7 +15,7 @@ so a resumed run draws what the uninterrupted one would have.
 from __future__ import annotations
 
 import random
-from collections import deque
+from collections import Counter, deque
 from typing import Optional, Sequence
 
 from oreal.config.schema import SkillReplayConfig
@@ -35,13 +35,9 @@ class SkillReplaySampler:
     """:class:`PromptSampler` plus replay of failed skills; same ``draw`` / state interface."""
 
     def __init__(self, stream: PromptSampler, cfg: SkillReplayConfig, seed: int):
-        if not 0 < cfg.fraction <= 1:
-            raise ValueError(f"data.skill_replay.fraction={cfg.fraction} must be in (0, 1]")
-        if cfg.memory < 1:
-            raise ValueError(f"data.skill_replay.memory={cfg.memory} must be at least 1")
+        """``cfg`` is validated with the rest of the config (``oreal.config.validate``)."""
         self.stream = stream
         self.cfg = cfg
-        self.seed = seed
         self._rng = random.Random(f"{seed}/skill_replay")
         self._failed: deque[str] = deque(maxlen=cfg.memory)
         self._pool: dict[str, list[Prompt]] = {}
@@ -53,7 +49,6 @@ class SkillReplaySampler:
         if not self._pool:
             raise ValueError(f"data.skill_replay: no training prompt has a {cfg.key!r} field to group skills by; "
                              f"map one in the source's fields or set data.skill_replay.key")
-        self.num_replayed = 0
 
     def draw(self, count: int) -> list[tuple[str, Prompt]]:
         replay = round(count * self.cfg.fraction) if self._failed else 0
@@ -61,7 +56,6 @@ class SkillReplaySampler:
         for _ in range(replay):
             skill = self._rng.choice(self._failed)
             out.append((SOURCE_NAME, self._rng.choice(self._pool[skill])))
-        self.num_replayed += replay
         return out
 
     def observe(self, prompts: Sequence[Prompt], all_wrong: Sequence[bool]) -> None:
@@ -72,21 +66,16 @@ class SkillReplaySampler:
                 self._failed.append(skill)
 
     def failed_skills(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for skill in self._failed:
-            counts[skill] = counts.get(skill, 0) + 1
-        return counts
+        return dict(Counter(self._failed))
 
     def state_dict(self) -> dict:
         version, internal, gauss = self._rng.getstate()
-        return {"stream": self.stream.state_dict(), "failed": list(self._failed), "num_replayed": self.num_replayed,
-                "rng": [version, list(internal), gauss]}
+        return {"stream": self.stream.state_dict(), "failed": list(self._failed), "rng": [version, list(internal), gauss]}
 
     def load_state_dict(self, state: dict) -> None:
         if "stream" not in state:
             raise ValueError("the checkpoint was written without data.skill_replay; resume with the same data config")
         self.stream.load_state_dict(state["stream"])
         self._failed = deque(state["failed"], maxlen=self.cfg.memory)
-        self.num_replayed = state["num_replayed"]
         version, internal, gauss = state["rng"]
         self._rng.setstate((version, tuple(internal), gauss))

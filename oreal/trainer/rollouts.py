@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Optional
 
@@ -60,9 +61,7 @@ class StepSamples:
 
     def source_shares(self) -> dict[str, float]:
         """``data/share/<source>``: the share of this step's prompts from each source."""
-        counts: dict[str, int] = {}
-        for source, _ in self.prompts:
-            counts[source] = counts.get(source, 0) + 1
+        counts = Counter(source for source, _ in self.prompts)
         return {f"data/share/{name}": n / len(self.prompts) for name, n in sorted(counts.items())}
 
     def trajectory_rows(self, step: int) -> list[dict]:

@@ -66,9 +66,22 @@ class MetricsLog:
             os.fsync(f.fileno())
 
     def read(self) -> list[dict]:
+        """The records; a partial last line (a run killed mid-write) is skipped, any other bad
+        line is an error naming the file and the line."""
         if not self.path.exists():
             return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        lines = self.path.read_text().splitlines()
+        rows = []
+        for n, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                if n == len(lines):
+                    break
+                raise ValueError(f"{self.path}:{n}: not a JSON row ({exc.msg})") from None
+        return rows
 
 
 class Tracker:
@@ -84,16 +97,16 @@ class Tracker:
 
         lg = cfg.logging
         config = redact({**asdict(cfg), **(extra_config or {})})
-        kwargs = dict(project=lg.project, entity=lg.entity, group=lg.group or cfg.name, job_type=lg.job_type or cfg.algo.name,
-                      name=lg.run_name or f"{cfg.name}-{cfg.algo.name}-seed{cfg.seed}", tags=list(lg.tags), config=config,
-                      id=run_id, resume="allow", dir=str(run_dir), mode=lg.wandb_mode,
-                      settings=wandb.Settings(console="off", silent=True))
         # Each process keeps its W&B service to itself. wandb publishes the service address in
         # WANDB_SERVICE, which child processes inherit; a child run attached to its parent's
         # service and then SIGKILLed leaves its run id held there ("run ID is in use"), so the
         # requeued run could never resume it. Ignore an inherited address and hide our own.
         os.environ.pop("WANDB_SERVICE", None)
-        self.run = wandb.init(**kwargs)
+        self.run = wandb.init(
+            project=lg.project, entity=lg.entity, group=lg.group or cfg.name, job_type=lg.job_type or cfg.algo.name,
+            name=lg.run_name or f"{cfg.name}-{cfg.algo.name}-seed{cfg.seed}", tags=list(lg.tags), config=config,
+            id=run_id, resume="allow", dir=str(run_dir), mode=lg.wandb_mode, settings=wandb.Settings(console="off", silent=True),
+        )
         os.environ.pop("WANDB_SERVICE", None)
         self._samples_tables = 0
 
