@@ -1,47 +1,67 @@
 """Answer-checking throughput and accuracy: oreal's grading pool vs math-verify, side by side.
 
-    .venv/bin/python experiments/bench_reward/bench.py
+    .venv/bin/python experiments/bench_reward/bench.py [--repeats 3] [--sets math500 hostile regression]
 
-Both systems see the same pairs on the same machine in one run. math-verify is run as its
-authors document it, ``verify(parse(gold), parse(response))``, in a 2-process pool (one per
-core, like ours) and in a single process. Prints a Markdown table (recorded in README.md).
+Three checkers see the same pairs on the same machine: oreal's ``GradingPool`` with 2 workers,
+and math-verify as its authors document it, ``verify(parse(gold), parse(response))``, in a
+2-process pool (one per core, like ours) and in a single process. Every checker is started and
+warmed up (workers spawned, imports done) before any timing, and stays up for the whole run. The
+checkers then run in alternating order, ``--repeats`` rounds (experiments/benchlib.py); in each
+run a checker grades every pair set once. The table gives seconds, answers/s and the count graded
+correct as median (min-max) over repeats, how many times longer math-verify (2 processes) takes
+than oreal per set with its range over rounds, the accuracy on the regression files, and the
+machine's load (with a warning row when it was not quiet).
 """
 
 from __future__ import annotations
 
 import json
 import multiprocessing as mp
-import os
 import platform
 import sys
 import time
+from argparse import ArgumentParser
 from importlib.metadata import version
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "experiments"))
 
+import benchlib  # noqa: E402
 from oreal.data.builtin import load_builtin_jsonl  # noqa: E402
 from oreal.reward import Grader, GradingPool  # noqa: E402
 from tests.reward.test_pool import hostile_inputs  # noqa: E402
 
 DATA = ROOT / "tests/reward/data"
 WORKERS = 2
+SETS = {"math500": "MATH-500 self-pairs", "hostile": "hostile inputs", "regression": "regression files"}
+OREAL, MV_POOL, MV_ONE = "oreal (2 workers)", f"math-verify ({WORKERS} processes)", "math-verify (1 process)"
 
 
-def regression_pairs():
+def pair_sets() -> dict[str, list[tuple[str, str, bool | None]]]:
+    """(response, gold, equivalent?) per set; None where every pair of the set is what it is."""
     rows = lambda name: [json.loads(l) for l in (DATA / name).read_text().splitlines()]  # noqa: E731
-    wrong = [("\\boxed{%s}" % r["pred"], r["gold"], False) for r in rows("wrong_pairs.jsonl")]
-    right = [("\\boxed{%s}" % r["pred"], r["gold"], True) for r in rows("equivalent_rewritings.jsonl") + rows("equivalent_hand.jsonl")]
-    return wrong + right
+    problems = load_builtin_jsonl("math500.jsonl")
+    return {
+        "math500": [(p["solution"], p["answer"], None) for p in problems] + [("\\boxed{%s}" % p["answer"], p["answer"], None) for p in problems],
+        "hostile": [(r, g, None) for r, g in hostile_inputs("/nonexistent/never-created")],
+        "regression": [("\\boxed{%s}" % r["pred"], r["gold"], False) for r in rows("wrong_pairs.jsonl")]
+        + [("\\boxed{%s}" % r["pred"], r["gold"], True) for r in rows("equivalent_rewritings.jsonl") + rows("equivalent_hand.jsonl")],
+    }
+
+
+def _mv_import():
+    """Each math-verify process's start-up, done before any timing: imports, and one check so
+    that whatever it loads on first use is loaded."""
+    import logging
+
+    logging.getLogger("math_verify").setLevel(logging.CRITICAL)  # it logs every hostile input in full
+    _mv_one(("\\boxed{\\frac{1}{2}}", "0.5"))
 
 
 def _mv_one(pair):
-    import logging
-
     from math_verify import parse, verify
-
-    logging.getLogger("math_verify").setLevel(logging.CRITICAL)  # it logs every hostile input in full
 
     response, gold = pair
     try:
@@ -50,57 +70,69 @@ def _mv_one(pair):
         return False
 
 
-def math_verify_batch(pairs, processes):
-    if processes == 1:
-        return [_mv_one(p) for p in pairs]
-    with mp.get_context("spawn").Pool(processes) as pool:
-        pool.map(_mv_one, pairs[:WORKERS])  # warm up the workers' imports
-        return pool.map(_mv_one, pairs, chunksize=8)
+def measure_all(checkers: dict, sets: dict, repeats: int) -> dict[str, list[dict]]:
+    """Warm every checker up, then alternate them; per checker and repeat: {set: (seconds, verdicts)}."""
+    warm = [(r, g) for r, g, _ in sets.get("math500", next(iter(sets.values())))[:8]]
+    for check in checkers.values():
+        check(warm)
+
+    def measure(name: str, _repeat: int) -> dict:
+        out = {}
+        for key, pairs in sets.items():
+            start = time.perf_counter()
+            verdicts = checkers[name]([(r, g) for r, g, _ in pairs])
+            out[key] = (time.perf_counter() - start, verdicts)
+        return out
+
+    return benchlib.run_alternating(list(checkers), repeats, measure)
 
 
-def timed(fn, *args):
-    start = time.perf_counter()
-    out = fn(*args)
-    return out, time.perf_counter() - start
+def table(runs: dict[str, list[dict]], sets: dict, load: benchlib.MachineLoad, repeats: int) -> str:
+    rows, ratios, accuracy = [], [], []
+    for name, per_repeat in runs.items():
+        for key, pairs in sets.items():
+            secs = [r[key][0] for r in per_repeat]
+            correct = benchlib.Spread.of([sum(r[key][1]) for r in per_repeat])
+            rows.append([name, SETS[key], str(len(pairs)), benchlib.Spread.of(secs).fmt(),
+                         benchlib.Spread.of([len(pairs) / s for s in secs]).fmt(",.0f"), correct.fmt(".0f")])
+        if "regression" in sets:
+            want = [w for *_, w in sets["regression"]]
+            errors = benchlib.Spread.of([sum(v != w for v, w in zip(r["regression"][1], want)) for r in per_repeat])
+            false_pos = benchlib.Spread.of([sum(v and not w for v, w in zip(r["regression"][1], want)) for r in per_repeat])
+            accuracy.append(f"- {name}: {errors.fmt('.0f')} errors ({false_pos.fmt('.0f')} false positives)")
+    if OREAL in runs and MV_POOL in runs:
+        ratios = [(f"{SETS[key]}: {MV_POOL} seconds / {OREAL} seconds",
+                   benchlib.Ratio.of([r[key][0] for r in runs[MV_POOL]], [r[key][0] for r in runs[OREAL]])) for key in sets]
+    title = (f"bench_reward: {platform.machine()}, Python {platform.python_version()}, math-verify {version('math-verify')}, "
+             f"sympy {version('sympy')}")
+    text = benchlib.render_table(title, ["checker", "pairs", "n", "seconds", "answers/s", "graded correct"], rows,
+                                 load=load, systems=list(runs), repeats=repeats, ratios=ratios, ratio_spec=".1f")
+    if accuracy:
+        reg = sets["regression"]
+        text += (f"\n\nRegression files ({len(reg)} pairs: {sum(not w for *_, w in reg)} wrong, "
+                 f"{sum(w for *_, w in reg)} equivalent):\n" + "\n".join(accuracy))
+    return text
 
 
 def main():
-    problems = load_builtin_jsonl("math500.jsonl")
-    math500 = [(p["solution"], p["answer"]) for p in problems] + [("\\boxed{%s}" % p["answer"], p["answer"]) for p in problems]
-    regression = regression_pairs()
-    hostile = [(r, g) for r, g in hostile_inputs("/nonexistent/never-created")]
+    ap = ArgumentParser(description=__doc__)
+    ap.add_argument("--repeats", type=int, default=3, help="rounds: runs per checker, in alternating order (default 3)")
+    ap.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS, help="pair sets each checker grades per run")
+    args = ap.parse_args()
+    if args.repeats < 1:
+        ap.error("--repeats must be >= 1")
 
-    rows = []
-    with GradingPool(num_workers=WORKERS) as pool:
+    before = benchlib.snapshot()  # before anything of ours runs: rule 1 of benchlib's quiet-machine check
+    sets = {k: v for k, v in pair_sets().items() if k in args.sets}
+    _mv_import()  # the single-process checker runs in this process
+    with GradingPool(num_workers=WORKERS) as pool, mp.get_context("spawn").Pool(WORKERS, initializer=_mv_import) as mv_pool:
         grader = Grader(pool)
-        grader.grade_batch([r for r, _ in math500[:8]], [g for _, g in math500[:8]])  # warm-up
-        for name, pairs in (("MATH-500 self-pairs", math500), ("hostile inputs", hostile)):
-            grades, secs = timed(grader.grade_batch, [r for r, _ in pairs], [g for _, g in pairs])
-            rows.append(("oreal (2 workers)", name, len(pairs), secs, sum(g.correct for g in grades)))
-        reg, secs = timed(grader.grade_batch, [r for r, _, _ in regression], [g for _, g, _ in regression])
-        rows.append(("oreal (2 workers)", "regression files", len(regression), secs, sum(g.correct for g in reg)))
-        ours_errors = sum(g.correct != want for g, (_, _, want) in zip(reg, regression))
-        ours_fp = sum(g.correct and not want for g, (_, _, want) in zip(reg, regression))
-
-    for procs in (WORKERS, 1):
-        label = f"math-verify ({procs} process{'es' if procs > 1 else ''})"
-        for name, pairs in (("MATH-500 self-pairs", math500), ("hostile inputs", hostile)):
-            verdicts, secs = timed(math_verify_batch, pairs, procs)
-            rows.append((label, name, len(pairs), secs, sum(verdicts)))
-    mv_reg, secs = timed(math_verify_batch, [(r, g) for r, g, _ in regression], WORKERS)
-    rows.append((f"math-verify ({WORKERS} processes)", "regression files", len(regression), secs, sum(mv_reg)))
-    mv_errors = sum(v != want for v, (_, _, want) in zip(mv_reg, regression))
-    mv_fp = sum(v and not want for v, (_, _, want) in zip(mv_reg, regression))
-
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"math-verify {version('math-verify')}, sympy {version('sympy')}")
-    print("\n| checker | pairs | n | seconds | answers/s | graded correct |\n|---|---|---|---|---|---|")
-    for label, name, n, secs, correct in rows:
-        print(f"| {label} | {name} | {n} | {secs:.2f} | {n / secs:,.0f} | {correct} |")
-    print(f"\nregression files ({len(regression)} pairs: {sum(not w for *_, w in regression)} wrong, "
-          f"{sum(w for *_, w in regression)} equivalent):")
-    print(f"- oreal: {ours_errors} errors ({ours_fp} false positives)")
-    print(f"- math-verify: {mv_errors} errors ({mv_fp} false positives)")
+        checkers = {OREAL: lambda pairs: [g.correct for g in grader.grade_batch([r for r, _ in pairs], [g for _, g in pairs])],
+                    MV_POOL: lambda pairs: mv_pool.map(_mv_one, pairs, chunksize=8),
+                    MV_ONE: lambda pairs: [_mv_one(p) for p in pairs]}
+        runs = measure_all(checkers, sets, args.repeats)
+    load = benchlib.MachineLoad(before, benchlib.snapshot())  # after the pools' workers have exited
+    print("\n" + table(runs, sets, load, args.repeats))
 
 
 if __name__ == "__main__":

@@ -1,17 +1,20 @@
 """oreal vs TRL's GRPOTrainer on CPU, side by side, from one command.
 
-    python experiments/bench_trl/bench.py                 # 30 steps per system, seed 0
-    python experiments/bench_trl/bench.py --steps 12      # quicker: timing only
+    python experiments/bench_trl/bench.py --steps 24 --repeats 3           # all three systems
+    python experiments/bench_trl/bench.py --steps 14 --systems trl_grpo oreal_grpo   # timing only
 
 Same warm-started tiny model (the default experiment's SFT cache), same prompt stream (the
 CPU task's train split in oreal's sampler order), same reward (oreal's checker, +1 / -1, a
 truncated answer is wrong), same group size (8) and batch (16 prompts, one optimiser step of
 128 completions), same AdamW settings and schedule, same KL (k3, 0.01) and token-level loss
 normalisation, and the same engine: Hugging Face ``generate`` on both sides (TRL's default).
-Each system trains in its own process (so peak memory is its own); seconds per step are the
-median over steps 3-12 (two warm-up steps); held-out pass@1 after the last step comes from one
-evaluation function (``oreal.evaluation.evaluate``: 4 samples per problem at temperature 1.0),
-run on every final model. Results: ``--out`` (JSON) and a table on stdout.
+Every run trains in a fresh process (so peak memory is its own), and the systems run in
+alternating order, ``--repeats`` rounds of one run each (experiments/benchlib.py); seconds per
+step of a run are the median over its steps 3-12 (two warm-up steps); held-out pass@1 after the
+last step comes from one evaluation function (``oreal.evaluation.evaluate``: 4 samples per
+problem at temperature 1.0), run on every final model. The table gives each figure's median and
+min-max over repeats, the ratios to TRL with their range over rounds, and the machine's load
+(with a warning row when it was not quiet). Results: ``--out``/results.json and the table on stdout.
 """
 
 from __future__ import annotations
@@ -21,13 +24,14 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "experiments"))
+import benchlib  # noqa: E402
+
 SYSTEMS = ("trl_grpo", "oreal_grpo", "oreal_oreal")
 PROMPTS, GROUP = 16, 8
 WARMUP, TIMED = 2, 10
@@ -141,52 +145,84 @@ def warm_model(seed: int) -> str:
 
 
 def versions() -> dict:
-    import torch
-    import transformers
-    import trl
+    from importlib.metadata import PackageNotFoundError, version
 
-    return {"python": sys.version.split()[0], "torch": torch.__version__, "transformers": transformers.__version__,
-            "trl": trl.__version__, "cpus": os.cpu_count()}
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:  # a run of oreal systems only needs no TRL
+            return "not installed"
+
+    return {"python": sys.version.split()[0], **{n: installed(n) for n in ("torch", "transformers", "trl")},
+            "cpus": os.cpu_count()}
+
+
+def run_worker(args: argparse.Namespace) -> None:
+    if args.worker == "trl_grpo":
+        result = trl_worker(args.model, args.steps, args.seed, args.result_dir)
+    else:
+        result = oreal_worker(args.worker.removeprefix("oreal_"), args.model, args.steps, args.seed, args.result_dir,
+                              args.oreal_overrides)
+    benchlib.write_result(args.result_dir, result)
+
+
+def table(runs: dict[str, list[dict]], load: benchlib.MachineLoad, args: argparse.Namespace) -> str:
+    spread = lambda system, key: benchlib.Spread.of([r[key] for r in runs[system]])  # noqa: E731
+    rows = [[name, spread(name, "seconds_per_step").fmt(), spread(name, "peak_rss_mb").fmt(".0f"),
+             spread(name, "heldout_pass@1").fmt(".3f")] for name in runs]
+    base = "trl_grpo" if "trl_grpo" in runs else args.systems[0]
+    ratios = [(f"{name} / {base}, {label}", benchlib.Ratio.of([r[key] for r in runs[name]], [r[key] for r in runs[base]]))
+              for name in runs if name != base for key, label in (("seconds_per_step", "s / step"),
+                                                                  ("peak_rss_mb", "peak RSS"))]
+    overrides = f", oreal overrides: {' '.join(args.oreal_overrides)}" if args.oreal_overrides else ""
+    title = (f"bench_trl: {args.steps} steps of {PROMPTS} prompts x {GROUP} samples, seed {args.seed}{overrides}; "
+             f"{', '.join(f'{k} {v}' for k, v in versions().items())}")
+    columns = ["system", f"s / step (median of steps {WARMUP + 1}-{WARMUP + TIMED})", "peak RSS (MB)",
+               f"held-out pass@1 after {args.steps} steps"]
+    return benchlib.render_table(title, columns, rows, load=load, systems=args.systems, repeats=args.repeats,
+                                 ratios=ratios)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS)
+    ap.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS,
+                    help="the order of one round; every round runs each once")
+    ap.add_argument("--repeats", type=int, default=3, help="rounds: runs per system, in alternating order (default 3)")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_trl")
     ap.add_argument("--oreal-overrides", nargs="*", default=[], help="extra Hydra overrides for the oreal runs")
     ap.add_argument("--worker", choices=SYSTEMS, help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
+    ap.add_argument("--result-dir", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        args.out.mkdir(parents=True, exist_ok=True)
-        if args.worker == "trl_grpo":
-            result = trl_worker(args.model, args.steps, args.seed, args.out)
-        else:
-            result = oreal_worker(args.worker.removeprefix("oreal_"), args.model, args.steps, args.seed, args.out,
-                                  args.oreal_overrides)
-        (args.out / f"{args.worker}.json").write_text(json.dumps(result, indent=2))
-        return
+        return run_worker(args)
+    # oreal's last step includes the final evaluation, so it is not timed
+    if args.steps < WARMUP + TIMED + 1:
+        ap.error(f"--steps must be at least {WARMUP + TIMED + 1} ({WARMUP} warm-up steps, {TIMED} timed, the last with the evaluation)")
+    if args.repeats < 1 or len(set(args.systems)) != len(args.systems):
+        ap.error("--repeats must be >= 1 and --systems distinct")
 
+    before = benchlib.snapshot()  # before anything of ours runs: rule 1 of benchlib's quiet-machine check
     model = warm_model(args.seed)
+
+    def measure(system: str, repeat: int) -> dict:
+        start = time.perf_counter()
+        result = benchlib.in_fresh_process([sys.executable, __file__, "--worker", system, "--model", model, "--steps",
+                                            str(args.steps), "--seed", str(args.seed), "--oreal-overrides",
+                                            *args.oreal_overrides], cwd=ROOT)
+        return {**result, "wall_s": time.perf_counter() - start}
+
+    runs = benchlib.run_alternating(args.systems, args.repeats, measure)
+    load = benchlib.MachineLoad(before, benchlib.snapshot())
     results = {"steps": args.steps, "seed": args.seed, "prompts_per_step": PROMPTS, "group_size": GROUP,
-               "oreal_overrides": args.oreal_overrides,
-               "versions": versions(), "systems": {}}
-    for system in args.systems:
-        with tempfile.TemporaryDirectory() as tmp:
-            start = time.perf_counter()
-            cmd = [sys.executable, __file__, "--worker", system, "--model", model, "--steps", str(args.steps),
-                   "--seed", str(args.seed), "--out", tmp, "--oreal-overrides", *args.oreal_overrides]
-            subprocess.run(cmd, check=True, cwd=ROOT)
-            results["systems"][system] = json.loads((Path(tmp) / f"{system}.json").read_text())
-            results["systems"][system]["wall_s"] = time.perf_counter() - start
+               "oreal_overrides": args.oreal_overrides, "repeats": args.repeats,
+               "order": benchlib.alternating_order(args.systems, args.repeats), "versions": versions(),
+               "load": load.as_dict(), "systems": runs}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
-    print(f"\n{args.steps} steps of {PROMPTS} prompts x {GROUP} samples, seed {args.seed}, {results['versions']}")
-    print("| system | s / step (median of 10) | peak RSS (MB) | held-out pass@1 |\n|---|---|---|---|")
-    for name, r in results["systems"].items():
-        print(f"| {name} | {r['seconds_per_step']:.2f} | {r['peak_rss_mb']:.0f} | {r['heldout_pass@1']:.3f} |")
+    print("\n" + table(runs, load, args))
 
 
 if __name__ == "__main__":
