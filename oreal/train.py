@@ -1,21 +1,45 @@
 """``python -m oreal.train [overrides]``: the one entry point for every launch style.
 
 In-process by default; with ``-m cluster=<name>`` Hydra's submitit launcher turns each sweep
-point into a Slurm job. The config is converted to typed objects here, once.
+point into a Slurm job, and every task of it runs :func:`oreal.launch.task.run_task`. The
+config is converted to typed objects here, once.
+
+Exit status, so that Slurm (``sacct``, requeue, ``afterok``) and shells see what happened:
+0 finished (or requeued), 75 stopped by a signal and not requeued (resume me), 2 invalid
+config, 1 failed. An expected failure prints one line (``oreal: ...``); anything else keeps
+its traceback. In a local sweep (``-m`` without a cluster) a failed point is left to Hydra,
+which runs the other points and reports the failure at the end.
 """
 
 from __future__ import annotations
 
-import os
 import sys
+import traceback
 
 import hydra
 from omegaconf import DictConfig
 
 from oreal.config.load import CONF_DIR, ConfigError, to_config
 from oreal.config.store import register_configs
+from oreal.errors import OrealError
 
 register_configs()
+EXIT_FAILED, EXIT_CONFIG = 1, 2
+
+
+def _local_sweep() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from oreal.launch.task import in_slurm_job
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN and not in_slurm_job()
+
+
+def _fail(code: int, exc: BaseException) -> None:
+    if _local_sweep():
+        raise exc
+    sys.exit(code)
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base=None)
@@ -24,17 +48,31 @@ def main(dcfg: DictConfig) -> None:
         cfg = to_config(dcfg)
     except ConfigError as exc:
         print(f"oreal: invalid config: {exc}", file=sys.stderr)
-        sys.exit(2)
-    from oreal.trainer import run
+        _fail(EXIT_CONFIG, exc)
+    from oreal.launch.task import EXIT_STOPPED, run_task
 
-    status = run(cfg)
-    print(f"oreal: {cfg.name} ({cfg.algo.name}, seed {cfg.seed}) {status}; run folder {cfg.run_dir}", file=sys.stderr)
-    if status == "stopped" and "SUBMITIT_FOLDER" not in os.environ:
-        # a plain sbatch script requeues on this code (oreal/launch/sbatch.py); under submitit,
-        # submitit itself checkpoints and requeues
-        from oreal.launch.sbatch import EXIT_STOPPED
-
+    try:
+        outcome = run_task(cfg)
+    except OrealError as exc:
+        print(f"oreal: {exc}", file=sys.stderr, flush=True)
+        _fail(EXIT_FAILED, exc)
+    except Exception as exc:
+        traceback.print_exc()
+        print(f"oreal: {cfg.name} ({cfg.algo.name}, seed {cfg.seed}) failed; run folder {cfg.run_dir}", file=sys.stderr)
+        _fail(EXIT_FAILED, exc)
+    if outcome in ("idle", "served"):
+        return
+    print(f"oreal: {cfg.name} ({cfg.algo.name}, seed {cfg.seed}) {outcome}; run folder {cfg.run_dir}", file=sys.stderr)
+    if outcome == "stopped" and _is_main_rank():
         sys.exit(EXIT_STOPPED)
+
+
+def _is_main_rank() -> bool:
+    """Only trainer rank 0 exits "stopped": with ``srun --kill-on-bad-exit`` a non-zero exit of
+    another rank would kill rank 0 before it has requeued the job."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
 
 
 if __name__ == "__main__":

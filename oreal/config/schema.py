@@ -159,6 +159,18 @@ class RolloutConfig:
     gpu_memory_utilization: float = 0.85
     enforce_eager: bool = True
     replay_path: Optional[str] = None
+    # --- the fleet of engines on the rollout nodes of a Slurm allocation (oreal/launch/) ---
+    # engines per rollout node; None: gpus_per_node // tensor_parallel_size (GPU nodes), 1 (CPU)
+    engines_per_node: Optional[int] = None
+    # "collective": one broadcast to every engine worker (NCCL / gloo); "socket": pickled
+    # buckets over each engine's control connection (fallback)
+    weight_transport: str = "collective"
+    # every wait on a rollout engine is bounded (seconds): engines announcing themselves at
+    # start-up (model load, on every node), one step's generation, one weight sync
+    connect_timeout_s: float = 1800.0
+    request_timeout_s: float = 3000.0
+    sync_timeout_s: float = 600.0
+    heartbeat_s: float = 10.0
 
 
 @dataclass
@@ -268,7 +280,26 @@ class ClusterConfig:
     mem_gb: int = 16
     timeout_min: int = 60
     rollout_nodes: int = 0
+    # tasks per node; None: one per GPU, or one on CPU nodes
+    tasks_per_node: Optional[int] = None
     setup: list[str] = field(default_factory=list)
+    # the time-limit signal arrives this many seconds before the limit: enough to finish a
+    # step and save (`oreal plan --run DIR` compares it with a run's measured times)
+    signal_margin_s: int = 300
+    # a stopped job requeues itself (trainer rank 0, `scontrol requeue`) at most this often
+    max_requeues: int = 20
+    # collectives between trainer ranks time out after this long; ranks other than 0 wait in
+    # one while rank 0 collects a step's rollouts, so keep it above rollout.request_timeout_s
+    collective_timeout_min: float = 60.0
+
+    @property
+    def num_tasks_per_node(self) -> int:
+        return tasks_per_node(self.tasks_per_node, self.gpus_per_node)
+
+
+def tasks_per_node(configured: Optional[int], gpus_per_node: int) -> int:
+    """Slurm tasks per node: as configured, else one per GPU (one on CPU nodes)."""
+    return int(configured) if configured is not None else max(int(gpus_per_node), 1)
 
 
 @dataclass

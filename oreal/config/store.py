@@ -9,7 +9,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from oreal.algo.variants import LOSS_VARIANTS
-from oreal.config.schema import Config
+from oreal.config.schema import Config, tasks_per_node
 
 _registered = False
 
@@ -40,6 +40,8 @@ def register_configs() -> None:
         OmegaConf.register_new_resolver("run_folder_name", run_folder_name)
     if not OmegaConf.has_resolver("run_dir_for_mode"):
         OmegaConf.register_new_resolver("run_dir_for_mode", run_dir_for_mode)
+    if not OmegaConf.has_resolver("tasks_per_node"):
+        OmegaConf.register_new_resolver("tasks_per_node", tasks_per_node)
     for name, variant in LOSS_VARIANTS.items():
         cs.store(group="algo", name=f"{name}_schema", node=variant.config_cls)
     _registered = True

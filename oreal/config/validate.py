@@ -204,3 +204,26 @@ def _reward_logging_cluster(cfg: Config) -> None:
         raise ValueError(
             f"cluster.rollout_nodes={c.rollout_nodes} must be in [0, cluster.nodes={c.nodes}): at least one node must train"
         )
+
+
+@check
+def _fleet(cfg: Config) -> None:
+    """The rollout fleet's layout and its timeouts (oreal/launch/layout.py, fleet.py)."""
+    from oreal.launch.layout import engines_per_node
+
+    r, c = cfg.rollout, cfg.cluster
+    _one_of("rollout.weight_transport", r.weight_transport, ("collective", "socket"))
+    if r.engines_per_node is not None:
+        _positive("rollout.engines_per_node", r.engines_per_node)
+    engines_per_node(c.gpus_per_node, r.tensor_parallel_size, r.engines_per_node)
+    for field in ("connect_timeout_s", "request_timeout_s", "sync_timeout_s", "heartbeat_s"):
+        _positive(f"rollout.{field}", getattr(r, field))
+    _positive("cluster.collective_timeout_min", c.collective_timeout_min)
+    if c.rollout_nodes and r.request_timeout_s >= c.collective_timeout_min * 60:
+        raise ValueError(f"rollout.request_timeout_s={r.request_timeout_s:.0f} must be below cluster.collective_timeout_min="
+                         f"{c.collective_timeout_min:g} minutes: the other trainer ranks wait in a collective while rank 0 "
+                         "collects the rollouts, and rank 0 must see a hung engine first")
+    if c.tasks_per_node is not None:
+        _positive("cluster.tasks_per_node", c.tasks_per_node)
+    if c.signal_margin_s < 0 or c.max_requeues < 0:
+        raise ValueError(f"cluster.signal_margin_s={c.signal_margin_s} and cluster.max_requeues={c.max_requeues} must be >= 0")

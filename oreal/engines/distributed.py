@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 
@@ -26,10 +27,10 @@ class DistEnv:
         return self.world_size > 1
 
 
-def init_distributed() -> DistEnv:
+def init_distributed(timeout_min: float = 60.0) -> DistEnv:
     """Join the process group described by the usual env variables (RANK, WORLD_SIZE,
     LOCAL_RANK, MASTER_ADDR, MASTER_PORT: torchrun, srun via submitit); a single process
-    otherwise. NCCL with CUDA, gloo without."""
+    otherwise. NCCL with CUDA, gloo without; collectives time out after ``timeout_min``."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -41,7 +42,7 @@ def init_distributed() -> DistEnv:
         return DistEnv(device=device)
     backend = "nccl" if cuda else "gloo"
     if not dist.is_initialized():
-        dist.init_process_group(backend, rank=rank, world_size=world)
+        dist.init_process_group(backend, rank=rank, world_size=world, timeout=datetime.timedelta(minutes=timeout_min))
     return DistEnv(rank, world, local, device, backend)
 
 

@@ -7,7 +7,7 @@ from typing import Iterator, Sequence
 
 import torch
 
-from oreal.engines.protocols import Completion, RolloutGroup, SamplingSettings
+from oreal.engines.protocols import Completion, RolloutGroup, SamplingSettings, prompt_seed
 
 
 class HFRolloutEngine:
@@ -25,8 +25,8 @@ class HFRolloutEngine:
     def generate(self, prompts: Sequence[list[int]], n: int, sampling: SamplingSettings) -> list[RolloutGroup]:
         groups = [RolloutGroup(list(p), []) for p in prompts]
         with torch.random.fork_rng(devices=[]):
-            if sampling.seed is not None:
-                torch.manual_seed(sampling.seed)
+            if sampling.seed is not None:  # one stream per call: a fleet of HF engines is reproducible per layout
+                torch.manual_seed(prompt_seed(sampling.seed, sampling.prompt_offset))
             for start in range(0, len(prompts), max(1, self.batch_size // n)):
                 chunk = list(range(start, min(start + max(1, self.batch_size // n), len(prompts))))
                 for i, completions in zip(chunk, self._generate_chunk([prompts[i] for i in chunk], n, sampling)):

@@ -11,6 +11,7 @@ another framework implements the same methods.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterator, Optional, Protocol, Sequence
 
 import torch
@@ -31,6 +32,14 @@ class SamplingSettings:
     max_new_tokens: int = 256
     stop: tuple[str, ...] = ()
     seed: Optional[int] = None
+    # index of the call's first prompt within the whole step (a fleet splits the step's
+    # prompts over engines; prompt i samples with prompt_seed(seed, prompt_offset + i))
+    prompt_offset: int = 0
+
+
+def prompt_seed(seed: int, index: int) -> int:
+    """The sampling seed of the ``index``-th prompt of a step whose seed is ``seed``."""
+    return (seed * 1_000_003 + index * 7_919 + 1) % (2**31 - 1)
 
 
 @dataclass
@@ -50,6 +59,7 @@ class RolloutGroup:
 
     prompt_token_ids: list[int]
     completions: list[Completion]
+    engine: int = 0  # which engine of a rollout fleet answered (per-engine metrics)
 
 
 class RolloutEngine(Protocol):
@@ -101,10 +111,12 @@ MicroBatchLoss = Callable[[LossInputs, TokenCounts], LossOutput]
 class TrainStats:
     """What one optimisation step reports: summed loss metrics (additive contributions),
     grad norms, learning rates, and the policy's log-probs of the trained tokens before the
-    update (for the rollout log-prob gap)."""
+    update (for the rollout log-prob gap) for the sequences this rank trained on
+    (``trained_index``: their positions in the batch; a data-parallel rank trains a share)."""
 
     metrics: dict[str, float] = field(default_factory=dict)
     old_logprobs: list[torch.Tensor] = field(default_factory=list)
+    trained_index: list[int] = field(default_factory=list)
 
 
 class PolicyEngine(Protocol):
@@ -118,6 +130,9 @@ class PolicyEngine(Protocol):
     def export_weights(self, bucket_bytes: int) -> Iterator[list[tuple[str, torch.Tensor]]]:
         """The policy's full weights with Hugging Face names, one bucket at a time."""
 
-    def state_dict(self) -> dict: ...
+    def save(self, directory: Path) -> None:
+        """Write the engine's state (weights, optimisers, schedules) under ``directory``.
+        Collective: every rank calls it and writes its own part."""
 
-    def load_state_dict(self, state: dict) -> None: ...
+    def load(self, directory: Path) -> None:
+        """Restore what :meth:`save` wrote, whatever layout wrote it. Collective."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import torch
@@ -134,7 +135,7 @@ class TorchPolicyEngine:
             old_logprobs.update(zip(idx, logprobs))
         metrics = self._all_reduce_sum(sums)
         metrics.update(self._optimizer_steps(update_policy))
-        return TrainStats(metrics, [old_logprobs[i] for i in mine])
+        return TrainStats(metrics, [old_logprobs[i] for i in mine], mine)
 
     def _micro_step(self, mb: SequenceBatch, loss_fn: MicroBatchLoss, counts: TokenCounts, update_policy: bool):
         packed = self._pack(mb)
@@ -213,6 +214,14 @@ class TorchPolicyEngine:
             self.token_rm.load_state_dict(state["token_rm"])
             self.rm_opt.load_state_dict(state["rm_opt"])
             self.rm_sched.load_state_dict(state["rm_sched"])
+
+    def save(self, directory: Path) -> None:
+        """Data-parallel ranks hold the same state: rank 0 writes ``engine.pt``."""
+        if self.dist.is_main:
+            torch.save(self.state_dict(), Path(directory) / "engine.pt")
+
+    def load(self, directory: Path) -> None:
+        self.load_state_dict(torch.load(Path(directory) / "engine.pt", map_location=self.device, weights_only=False))
 
     def save_pretrained(self, path: str) -> None:
         """The policy in Hugging Face format (for evaluation and export)."""

@@ -25,3 +25,19 @@ def buckets(named: Iterable[tuple[str, torch.Tensor]], bucket_bytes: int) -> Ite
 def flatten(bucket_iter: Iterable[list[tuple[str, torch.Tensor]]]) -> Iterator[tuple[str, torch.Tensor]]:
     for bucket in bucket_iter:
         yield from bucket
+
+
+class CountedBuckets:
+    """Passes buckets through, counting the bytes that went by (weight-sync bandwidth)."""
+
+    def __init__(self, bucket_iter: Iterable[list[tuple[str, torch.Tensor]]]):
+        self._it = iter(bucket_iter)
+        self.num_bytes = 0
+
+    def __iter__(self) -> "CountedBuckets":
+        return self
+
+    def __next__(self) -> list[tuple[str, torch.Tensor]]:
+        bucket = next(self._it)
+        self.num_bytes += sum(t.numel() * t.element_size() for _, t in bucket)
+        return bucket

@@ -7,8 +7,9 @@
 Both are thin: resources, environment, ``srun python -m oreal.train``. The single-allocation
 script lets each task pick its role from its node index (oreal/launch/roles.py); the
 heterogeneous variant gives rollout and training nodes their own components and names each
-srun's role. On the time-limit signal the trainer finishes its step, checkpoints and exits with
-``EXIT_STOPPED``; the script then requeues the job, which resumes from the same run folder.
+srun's role. On the time-limit signal (``USR1``, sent to every task) the trainer ranks finish
+their step and save together, and trainer rank 0 requeues the job (:mod:`oreal.launch.task`),
+which resumes from the same run folder; the script only passes the exit status on.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ import sys
 from typing import Sequence
 
 from oreal.config.schema import Config
-
-EXIT_STOPPED = 75  # EX_TEMPFAIL: stopped by a signal, resume me
 
 
 def _time(minutes: int) -> str:
@@ -40,34 +39,30 @@ def _header(cfg: Config, command: str) -> list[str]:
     c = cfg.cluster
     return ["#!/bin/bash", f"# Rendered by `{command}`: change the config and render again rather than editing.",
             f"#SBATCH --job-name=oreal-{cfg.name}", f"#SBATCH --time={_time(c.timeout_min)}",
-            "#SBATCH --signal=USR1@120", "#SBATCH --requeue", "#SBATCH --open-mode=append", "#SBATCH --output=%x-%j.out"]
+            f"#SBATCH --signal=USR1@{c.signal_margin_s}", "#SBATCH --requeue", "#SBATCH --open-mode=append", "#SBATCH --output=%x-%j.out"]
 
 
 def _environment(cfg: Config) -> list[str]:
     return ["set -uo pipefail", *cfg.cluster.setup, 'export WANDB_MODE="${WANDB_MODE:-' + cfg.logging.wandb_mode + '}"']
 
 
-def _requeue_on_stop() -> list[str]:
-    return [f'if [ "$status" -eq {EXIT_STOPPED} ]; then  # stopped by the time-limit signal: resume in a new allocation',
-            '    scontrol requeue "$SLURM_JOB_ID"', "    exit 0", "fi", 'exit "$status"']
-
-
 def render(cfg: Config, overrides: Sequence[str], hetjob: bool = False) -> str:
     args = " ".join(shlex.quote(o) for o in overrides)
     command = "oreal sbatch " + ("--hetjob " if hetjob else "") + args
     c = cfg.cluster
-    tasks = max(c.gpus_per_node, 1)
+    tasks = c.num_tasks_per_node
     train = f'python -m oreal.train {args} "$@"'
     if not hetjob:
         lines = _header(cfg, command) + _resources(cfg, c.nodes, tasks) + [""] + _environment(cfg) + [
             "# the first cluster.rollout_nodes nodes serve rollouts, the others train (chosen per task)",
-            f"srun --kill-on-bad-exit=1 {train}", "status=$?"] + _requeue_on_stop()
+            f"srun --kill-on-bad-exit=1 {train}"]
     else:
         lines = _header(cfg, command) + ["# component 0: rollout nodes"] + _resources(cfg, c.rollout_nodes, tasks) + [
             "#SBATCH hetjob", "# component 1: training nodes"] + _resources(cfg, c.nodes - c.rollout_nodes, tasks) + [
             ""] + _environment(cfg) + [
             f"OREAL_ROLE=rollout srun --het-group=0 {train} &",
-            f"OREAL_ROLE=trainer srun --het-group=1 --kill-on-bad-exit=1 {train}", "status=$?", "wait"] + _requeue_on_stop()
+            f"OREAL_ROLE=trainer srun --het-group=1 --kill-on-bad-exit=1 {train}", "status=$?",
+            "wait  # the rollout servers end when the trainer closes them, or on their own failure", 'exit "$status"']
     return "\n".join(lines) + "\n"
 
 

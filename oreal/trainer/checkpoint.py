@@ -1,10 +1,13 @@
-"""Atomic checkpoints in the run folder, keeping the last N.
+"""Atomic checkpoints in the run folder, written by every trainer rank together, keeping the last N.
 
-A checkpoint is a directory ``checkpoints/step_000010/`` holding ``engine.pt`` (policy,
-token RM, both optimisers and schedulers) and ``trainer.json`` (step, sampler position, W&B
-run id) plus ``rng.pt``. It is written under a temporary name and renamed into place, then
-``checkpoints/latest`` (a one-line file, itself replaced atomically) points at it: a crash
-or SIGKILL at any moment leaves the previous checkpoint as the latest complete one.
+A checkpoint is a directory ``checkpoints/step_000010/`` holding what the policy engine
+writes (``engine.pt`` for the torch engine; ``engine/``, one shard file per rank, for the
+Megatron engine), ``trainer.json`` (step, sampler position, W&B run id) and one
+``rng_<rank>.pt`` per rank. All ranks write into one temporary folder (named after the job
+incarnation, so every rank agrees on it); after a barrier rank 0 renames it into place, then
+``checkpoints/latest`` (a one-line file, itself replaced atomically) points at it: a crash or
+SIGKILL of any rank at any moment leaves the previous checkpoint as the latest complete one.
+Temporary folders of earlier incarnations are removed.
 """
 
 from __future__ import annotations
@@ -14,9 +17,13 @@ import os
 import random
 import shutil
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
+import torch.distributed as dist
+
+from oreal.engines.distributed import DistEnv
+from oreal.trainer.status import incarnation
 
 LATEST = "latest"
 
@@ -27,6 +34,15 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+    for path in sorted((p for p in root.rglob("*") if p.is_dir()), reverse=True):
+        _fsync_dir(path)
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -53,30 +69,42 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _barrier(env: DistEnv) -> None:
+    if env.is_distributed:
+        dist.barrier()
+
+
 class CheckpointManager:
-    def __init__(self, run_dir: Path, keep_last: int = 2):
+    def __init__(self, run_dir: Path, keep_last: int = 2, env: DistEnv = DistEnv()):
         self.root = Path(run_dir) / "checkpoints"
         self.keep_last = keep_last
+        self.env = env
+        inc = incarnation()
+        self._tmp_suffix = f".tmp-{inc['job_id']}.{inc['restart']}"
 
-    def save(self, step: int, engine_state: dict, trainer_state: dict) -> Path:
-        self.root.mkdir(parents=True, exist_ok=True)
+    def save(self, step: int, write_engine: Callable[[Path], None], trainer_state: dict) -> Path:
+        """Collective: every rank calls it; ``write_engine(folder)`` writes the engine's part."""
         final = self.root / f"step_{step:06d}"
-        tmp = self.root / f".step_{step:06d}.tmp-{os.getpid()}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir()
-        torch.save(engine_state, tmp / "engine.pt")
-        torch.save(rng_state(), tmp / "rng.pt")
-        (tmp / "trainer.json").write_text(json.dumps({**trainer_state, "step": step}, indent=2))
-        for f in tmp.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-        _fsync_dir(self.root)
-        _write_atomic(self.root / LATEST, final.name + "\n")
-        self._prune()
+        tmp = self.root / f".step_{step:06d}{self._tmp_suffix}"
+        if self.env.is_main:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            tmp.mkdir()
+        _barrier(self.env)
+        write_engine(tmp)
+        torch.save(rng_state(), tmp / f"rng_{self.env.rank}.pt")
+        _barrier(self.env)
+        if self.env.is_main:
+            (tmp / "trainer.json").write_text(json.dumps({**trainer_state, "step": step}, indent=2))
+            _fsync_tree(tmp)
+            if final.exists():
+                shutil.rmtree(final)
+            tmp.rename(final)
+            _fsync_dir(self.root)
+            _write_atomic(self.root / LATEST, final.name + "\n")
+            self._prune()
+        _barrier(self.env)
         return final
 
     def latest(self) -> Optional[Path]:
@@ -86,17 +114,19 @@ class CheckpointManager:
         path = self.root / pointer.read_text().strip()
         return path if (path / "trainer.json").exists() else None
 
-    def load(self, path: Path) -> tuple[dict, dict]:
-        """``(engine_state, trainer_state)``; also restores the RNG states."""
+    def load(self, path: Path, read_engine: Callable[[Path], None]) -> dict:
+        """Collective: the trainer state; ``read_engine(folder)`` restores the engine. Also
+        restores this rank's RNG state (rank 0's when the checkpoint had fewer ranks)."""
         trainer_state = json.loads((path / "trainer.json").read_text())
-        engine_state = torch.load(path / "engine.pt", weights_only=False)
-        set_rng_state(torch.load(path / "rng.pt", weights_only=False))
-        return engine_state, trainer_state
+        read_engine(path)
+        rng = path / f"rng_{self.env.rank}.pt"
+        set_rng_state(torch.load(rng if rng.exists() else path / "rng_0.pt", weights_only=False))
+        return trainer_state
 
     def _prune(self) -> None:
         steps = sorted(p for p in self.root.glob("step_*") if p.is_dir())
         for old in steps[: max(0, len(steps) - self.keep_last)]:
             shutil.rmtree(old, ignore_errors=True)
-        for stale in self.root.glob(".step_*.tmp-*"):  # left by a killed writer
-            if not stale.name.endswith(f"-{os.getpid()}"):
+        for stale in self.root.glob(".step_*.tmp-*"):  # left by a killed earlier incarnation
+            if not stale.name.endswith(self._tmp_suffix):
                 shutil.rmtree(stale, ignore_errors=True)

@@ -22,8 +22,11 @@ from oreal.algo import compute_advantages, filter_trajectories, get_variant
 from oreal.config.schema import Config
 from oreal.data.pipeline import build_sampler, eval_prompts
 from oreal.engines.protocols import SamplingSettings
+from oreal.engines.weights import CountedBuckets
 from oreal.evaluation import evaluate, write_result
-from oreal.trainer.rollouts import StepSamples, logprob_gap, token_counts
+from oreal.errors import RolloutEngineError
+from oreal.trainer.ranks import any_rank
+from oreal.trainer.rollouts import StepSamples, logprob_gaps, token_counts
 from oreal.trainer.setup import RunComponents
 from oreal.trainer.signals import StopSignal
 
@@ -54,6 +57,9 @@ class Trainer:
         self.loss_fn = lambda inputs, counts: variant.loss(cfg.algo, inputs, counts)
         self.eval_sets = {name: eval_prompts(ev, cfg.data.cpu_task, parts.render) for name, ev in cfg.data.eval.items()}
         self.step = 0
+        self._saved_step = 0
+        self._sampler_before_step: Optional[dict] = None
+        self.last_checkpoint_s: Optional[float] = None
         self._clock_start = time.monotonic()
         self._elapsed_before = 0.0  # training seconds of earlier attempts of this run (resume)
 
@@ -63,33 +69,60 @@ class Trainer:
 
     # ---- the loop -------------------------------------------------------------------------------
     def fit(self) -> str:
-        """Train to ``trainer.num_steps``; returns "finished" or "stopped" (a signal arrived)."""
+        """Train to ``trainer.num_steps``; returns "finished" or "stopped" (a stop was
+        requested: every rank finished the step and saved). When a rollout engine fails,
+        every rank saves the last consistent state before the error goes on."""
         self.step, self._elapsed_before = self.parts.resume(self.sampler)
         self._clock_start = time.monotonic()
+        self._saved_step = self.step
         if self.step == 0 and self.cfg.trainer.eval_at_start:
-            self.parts.tracker.write(0, self.evaluate() | {"time/elapsed_s": 0.0})
+            self.parts.tracker.write(0, self._on_engine_failure(self.evaluate) | {"time/elapsed_s": 0.0})
         bar = self.parts.progress(self.step)
         while self.step < self.cfg.trainer.num_steps:
-            metrics = self.train_step()
-            self.step += 1
+            metrics = self._on_engine_failure(self.train_step)
+            metrics.update(self._on_engine_failure(lambda: self.sync_weights(metrics["perf/time/step"]), metrics))
             metrics["time/elapsed_s"] = self.elapsed()  # wall-clock in the loop so far, earlier evaluations included
+            if self.last_checkpoint_s is not None:
+                metrics["perf/time/last_checkpoint"] = self.last_checkpoint_s
             if self._due(self.cfg.trainer.eval_every):
-                metrics.update(self.evaluate())
+                metrics.update(self._on_engine_failure(self.evaluate, metrics))
             self.parts.tracker.write(self.step, metrics)
-            if self._due(self.cfg.trainer.checkpoint_every) or self.stop.requested:
-                self.parts.save_checkpoint(self.step, self.sampler, self.elapsed())
+            stop = any_rank(self.stop.requested, self.parts.dist)
+            if self._due(self.cfg.trainer.checkpoint_every) or stop:
+                self._save()
             bar.update(1)
             bar.set_postfix(reward=f"{metrics['reward/mean']:+.2f}", pass_rate=f"{metrics['reward/pass_rate']:.2f}")
-            if self.stop.requested:
+            if stop:
                 return "stopped"
         bar.close()
         return "finished"
+
+    def _save(self) -> None:
+        timer = time.perf_counter()
+        self.parts.save_checkpoint(self.step, self.sampler, self.elapsed())
+        self._saved_step = self.step
+        self.last_checkpoint_s = time.perf_counter() - timer
+
+    def _on_engine_failure(self, phase, metrics: Optional[dict] = None):
+        """Run ``phase()``; if a rollout engine fails (every rank sees the same error), log
+        what the step measured and checkpoint the state reached, then let the error go on."""
+        try:
+            return phase()
+        except RolloutEngineError:
+            if self._sampler_before_step is not None:  # failed before the update: the step never happened
+                self.sampler.load_state_dict(self._sampler_before_step)
+            if self.step > self._saved_step:
+                if metrics is not None:
+                    self.parts.tracker.write(self.step, metrics)
+                self._save()
+            raise
 
     def _due(self, every: int) -> bool:
         return self.step == self.cfg.trainer.num_steps or (every > 0 and self.step % every == 0)
 
     def train_step(self) -> dict[str, float]:
         timer = PhaseTimer()
+        self._sampler_before_step = self.sampler.state_dict()
         with timer("rollout"):
             samples = self.rollout()
         with timer("grade"):
@@ -100,15 +133,14 @@ class Trainer:
             self.filter(samples)
         with timer("update"):
             metrics = self.update(samples)
-        with timer("sync"):
-            self.sync_weights()
+        self.step += 1  # the policy has changed: from here on, a checkpoint is of this step
+        self._sampler_before_step = None
         metrics.update(samples.metrics())
         metrics.update(self.parts.grader.stats(reset=True))
         metrics.update(timer.metrics())
-        metrics["perf/weight_sync_s"] = timer.seconds["sync"]
         generated = sum(len(c.token_ids) for g in samples.groups for c in g.completions)
         metrics["perf/rollout_tokens_per_s"] = generated / max(timer.seconds["rollout"], 1e-9)
-        self.parts.write_trajectories(self.step + 1, samples)
+        self.parts.write_trajectories(self.step, samples)
         return metrics
 
     # ---- phases ---------------------------------------------------------------------------------
@@ -144,12 +176,19 @@ class Trainer:
             return {"train/skipped_update": 1.0}
         frozen = self.step < self.cfg.algo.actor_freeze_steps
         stats = self.parts.policy.train_step(batch, self.loss_fn, token_counts(batch), update_policy=not frozen)
-        stats.metrics["rollout/logprob_gap"] = logprob_gap(stats.old_logprobs, samples.rollout_logprobs())
+        stats.metrics.update(logprob_gaps(stats, samples, self.parts.dist))
         stats.metrics["train/policy_frozen"] = float(frozen)
         return stats.metrics
 
-    def sync_weights(self) -> None:
-        self.parts.rollout.update_weights(self.parts.policy.export_weights(self.cfg.engine.sync_bucket_mb << 20))
+    def sync_weights(self, step_s: float) -> dict[str, float]:
+        """The updated weights to the rollout engine(s): the step's last phase (``step_s``:
+        the other phases' time), timed, with the bytes that crossed."""
+        start = time.perf_counter()
+        counted = CountedBuckets(self.parts.policy.export_weights(self.cfg.engine.sync_bucket_mb << 20))
+        self.parts.rollout.update_weights(counted)
+        seconds = time.perf_counter() - start
+        return {"perf/time/sync": seconds, "perf/time/step": step_s + seconds, "perf/weight_sync_s": seconds,
+                "perf/weight_sync_gb_per_s": counted.num_bytes / 1e9 / max(seconds, 1e-9)}
 
     def evaluate(self) -> dict[str, float]:
         metrics = {}
@@ -157,7 +196,8 @@ class Trainer:
             result = evaluate(name, self.cfg.data.eval[name], prompts, self.parts.rollout, self.parts.grader,
                               default_max_new_tokens=self.cfg.rollout.max_new_tokens, seed=self.cfg.seed,
                               progress=self.cfg.logging.progress_bars)
-            write_result(result, Path(self.parts.run_dir) / "eval", f"step_{self.step:06d}_{name}")
+            if self.parts.dist.is_main:
+                write_result(result, Path(self.parts.run_dir) / "eval", f"step_{self.step:06d}_{name}")
             self.parts.tracker.table(f"eval/{name}/samples", [_table_row(s) for s in result.samples[:64]], self.step)
             metrics.update(result.metrics)
         self.parts.grader.stats(reset=True)  # evaluation verdicts are not training rewards

@@ -10,7 +10,8 @@ import torch
 
 from oreal.algo import TokenCounts, count_tokens
 from oreal.data.sources import Prompt
-from oreal.engines.protocols import RolloutGroup, SequenceBatch
+from oreal.engines.distributed import DistEnv
+from oreal.engines.protocols import RolloutGroup, SequenceBatch, TrainStats
 from oreal.reward.pool import Grade
 
 
@@ -56,6 +57,7 @@ class StepSamples:
             "response/max_length": lengths.max().item(),
             "response/truncation_rate": sum(c.finish_reason == "length" for c in completions) / len(completions),
             "train/num_samples": float(r.numel()),
+            **{f"rollout/engine{e}/num_prompts": float(n) for e, n in sorted(Counter(g.engine for g in self.groups).items())},
             "train/num_kept": float(self.keep.sum()),
         } | self.source_shares()
 
@@ -86,10 +88,32 @@ def token_counts(batch: SequenceBatch) -> TokenCounts:
     return count_tokens(mask, batch.rewards)
 
 
-def logprob_gap(policy: list[torch.Tensor], rollout: list[torch.Tensor]) -> float:
-    """Mean |policy log-prob - rollout engine log-prob| over the same sampled tokens: the check
-    that weight sync worked (a stale or mis-mapped engine shows up here first)."""
-    if not policy:
-        return 0.0
-    diff = torch.cat([(p.double() - q.double()).abs() for p, q in zip(policy, rollout)])
-    return diff.mean().item() if diff.numel() else 0.0
+def logprob_gaps(stats: TrainStats, samples: StepSamples, env: DistEnv = DistEnv()) -> dict[str, float]:
+    """Mean |policy log-prob - rollout engine log-prob| over the trained tokens: the check
+    that weight sync worked (a stale or mis-mapped engine shows up here first). Overall as
+    ``rollout/logprob_gap`` and per engine of a fleet as ``rollout/engine<i>/logprob_gap``;
+    each rank measures the sequences it trained on and the sums are reduced over ranks."""
+    kept = samples.kept_index
+    sums: dict[str, float] = {}
+    for i, policy in zip(stats.trained_index, stats.old_logprobs):
+        g, k = kept[i]
+        rollout = torch.tensor(samples.groups[g].completions[k].logprobs, dtype=torch.float64)
+        gap, n = float((policy.double() - rollout).abs().sum()), float(len(rollout))
+        for key in ("rollout/logprob_gap", f"rollout/engine{samples.groups[g].engine}/logprob_gap"):
+            sums[key] = sums.get(key, 0.0) + gap
+            sums[key + "#n"] = sums.get(key + "#n", 0.0) + n
+    if env.is_distributed:
+        sums = dict(zip(*_summed_over_ranks(sums, env)))
+    out = {k: v / max(sums[k + "#n"], 1.0) for k, v in sums.items() if not k.endswith("#n")}
+    out.setdefault("rollout/logprob_gap", 0.0)
+    return out
+
+
+def _summed_over_ranks(sums: dict[str, float], env: DistEnv) -> tuple[list[str], list[float]]:
+    """Ranks may hold different keys (engines they trained on): sum over the union."""
+    import torch.distributed as dist
+
+    parts: list = [None] * env.world_size
+    dist.all_gather_object(parts, sums)
+    keys = sorted({k for p in parts for k in p})
+    return keys, [sum(p.get(k, 0.0) for p in parts) for k in keys]

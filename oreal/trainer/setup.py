@@ -9,6 +9,7 @@ import os
 import secrets
 import socket
 from pathlib import Path
+from typing import Callable, Optional
 
 import yaml
 
@@ -17,8 +18,10 @@ from oreal.data.pipeline import PromptRenderer
 from oreal.data.sources import write_jsonl
 from oreal.engines.distributed import DistEnv
 from oreal.engines.factory import build_policy_engine, build_rollout_engine
+from oreal.engines.protocols import RolloutEngine
 from oreal.reward import build_grader
 from oreal.trainer.checkpoint import CheckpointManager
+from oreal.trainer.ranks import SharedRollout, SpreadGrader, broadcast_from_main, grading_workers
 from oreal.trainer.tracking import Tracker, git_sha, redact
 
 RUN_ID_FILE = "wandb_run_id"
@@ -58,7 +61,13 @@ def write_run_files(cfg: Config, run_dir: Path, model_path: str) -> dict:
 
 
 class RunComponents:
-    def __init__(self, cfg: Config, run_dir: Path, dist_env: DistEnv = DistEnv(), remote_rollout: bool = False):
+    """Everything one run needs on this rank. ``rollout_builder`` (called on rank 0 only)
+    supplies a rollout engine built elsewhere (the fleet on the rollout nodes); otherwise rank
+    0 builds the configured engine here. Either way every rank sees one shared engine
+    (:class:`~oreal.trainer.ranks.SharedRollout`) and grades its share of the answers."""
+
+    def __init__(self, cfg: Config, run_dir: Path, dist_env: DistEnv = DistEnv(),
+                 rollout_builder: Optional[Callable[[], RolloutEngine]] = None):
         from transformers import AutoTokenizer
 
         self.cfg = cfg
@@ -70,35 +79,34 @@ class RunComponents:
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
         self.render = PromptRenderer.from_config(self.tokenizer, cfg.data)
         self.policy = build_policy_engine(cfg, self.model_path, dist_env)
-        if remote_rollout:  # a rollout node of this allocation serves the engine (oreal.launch.roles)
-            from oreal.launch.remote_rollout import MainRankRollout, RemoteRolloutEngine
-
-            self.rollout = MainRankRollout(RemoteRolloutEngine(self.run_dir) if dist_env.is_main else None, dist_env.is_main)
-        else:
-            self.rollout = build_rollout_engine(cfg, self.model_path)
-        self.grader = build_grader(cfg.reward)
-        self.checkpoints = CheckpointManager(self.run_dir, cfg.trainer.keep_last_checkpoints)
+        engine = None
+        if dist_env.is_main:
+            engine = rollout_builder() if rollout_builder else build_rollout_engine(cfg, self.model_path)
+        self.rollout = SharedRollout(engine, dist_env)
+        workers = grading_workers(cfg.reward.num_workers, dist_env)
+        self.grader = SpreadGrader(build_grader(dataclasses.replace(cfg.reward, num_workers=workers)), dist_env)
+        self.checkpoints = CheckpointManager(self.run_dir, cfg.trainer.keep_last_checkpoints, dist_env)
         info = write_run_files(cfg, self.run_dir, self.model_path) if dist_env.is_main else {}
-        self.run_id = run_id(self.run_dir)
+        self.run_id = broadcast_from_main(run_id(self.run_dir) if dist_env.is_main else None, dist_env)
         self.tracker = Tracker(cfg, self.run_dir, self.run_id, extra_config=info, enabled=dist_env.is_main)
 
     def resume(self, sampler) -> tuple[int, float]:
-        """Restore the latest checkpoint of this run folder, if any; returns the step to start
-        at and the training seconds already spent."""
+        """Restore the latest checkpoint of this run folder, if any (every rank reads its
+        part); returns the step to start at and the training seconds already spent."""
         latest = self.checkpoints.latest()
         if latest is None:
             return 0, 0.0
-        engine_state, state = self.checkpoints.load(latest)
-        self.policy.load_state_dict(engine_state)
+        state = self.checkpoints.load(latest, self.policy.load)
         sampler.load_state_dict(state["sampler"])
         self.rollout.update_weights(self.policy.export_weights(self.cfg.engine.sync_bucket_mb << 20))
-        self.tracker.log.truncate_after(state["step"])
+        if self.dist.is_main:
+            self.tracker.log.truncate_after(state["step"])
         return state["step"], state.get("elapsed_s", 0.0)
 
     def save_checkpoint(self, step: int, sampler, elapsed_s: float) -> None:
-        if self.dist.is_main:
-            self.checkpoints.save(step, self.policy.state_dict(), {"sampler": sampler.state_dict(), "run_id": self.run_id,
-                                                                   "model_path": self.model_path, "elapsed_s": elapsed_s})
+        """Collective: every rank writes its part of the engine state."""
+        self.checkpoints.save(step, self.policy.save, {"sampler": sampler.state_dict(), "run_id": self.run_id,
+                                                       "model_path": self.model_path, "elapsed_s": elapsed_s})
 
     def write_trajectories(self, step: int, samples) -> None:
         if self.cfg.trainer.save_trajectories and self.dist.is_main:
@@ -110,7 +118,7 @@ class RunComponents:
         return tqdm(total=self.cfg.trainer.num_steps, initial=start, desc=f"{self.cfg.name} ({self.cfg.algo.name})",
                     unit="step", disable=not (self.cfg.logging.progress_bars and self.dist.is_main))
 
-    def close(self) -> None:
-        self.tracker.finish()
+    def close(self, exit_code: int = 0) -> None:
+        self.tracker.finish(exit_code)
         self.grader.close()
         self.rollout.close()

@@ -123,7 +123,8 @@ class Tracker:
         columns = list(rows[0])
         self.run.log({key: wandb.Table(columns=columns, data=[[r[c] for c in columns] for r in rows])}, step=step)
 
-    def finish(self) -> None:
+    def finish(self, exit_code: int = 0) -> None:
+        """Close the W&B run; a non-zero ``exit_code`` marks it failed."""
         if self.run is not None:
-            self.run.finish()
+            self.run.finish(exit_code=exit_code)
             self.run = None

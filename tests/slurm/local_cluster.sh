@@ -10,7 +10,7 @@
 # Every daemon `start` launches is recorded as <name>.pid + <name>.comm under $STATE; `stop`
 # signals a recorded PID only while it still runs the recorded program (PIDs get reused), and
 # never kills by name. Daemons that were already running are used and left alone.
-#   OREAL_SLURM_NODES (2), OREAL_SLURM_CPUS (per node; default: this machine's count),
+#   OREAL_SLURM_NODES (2), OREAL_SLURM_CPUS (per node; default: this machine's count, at least 4),
 #   OREAL_SLURM_STATE (/run/oreal-slurm), OREAL_SLURM_WAIT_S (90)
 set -euo pipefail
 
@@ -74,7 +74,8 @@ write_slurm_conf() {
     getent hosts "$host" >/dev/null || echo "127.0.0.1 $host" >>/etc/hosts
     for i in $(seq 1 "$NODES"); do getent hosts "n$i" >/dev/null || echo "127.0.0.1 n$i" >>/etc/hosts; done
     read -r hw_cpus hw_mem < <(slurmd -C | sed -n 's/.*CPUs=\([0-9]*\).*RealMemory=\([0-9]*\).*/\1 \2/p')
-    cpus=${OREAL_SLURM_CPUS:-$hw_cpus}
+    # at least 4 CPUs per node (over the machine's cores when it has fewer): multi-task layouts
+    cpus=${OREAL_SLURM_CPUS:-$(( hw_cpus > 4 ? hw_cpus : 4 ))}
     mem=$(( hw_mem * 9 / 10 / NODES ))
     nodes="n[1-$NODES]"; ports="[17001-$((17000 + NODES))]"
     [ "$NODES" -gt 1 ] || { nodes=n1; ports=17001; }

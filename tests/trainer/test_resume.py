@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from oreal.config import load_config
-from oreal.launch.sbatch import EXIT_STOPPED
+from oreal.launch.task import EXIT_STOPPED
 from oreal.trainer import run
 from tests.trainer.conftest import fast_overrides
 from tests.trainer.test_trainer import comparable, records

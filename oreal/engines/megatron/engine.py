@@ -278,7 +278,7 @@ class MegatronPolicyEngine:
         metrics.update(self._optimizer_step(self.policy, "policy", update_policy))
         if self.token_rm is not None:
             metrics.update(self._optimizer_step(self.token_rm, "token_rm", True))
-        return TrainStats(metrics, [old[i] for i in mine])
+        return TrainStats(metrics, [old[i] for i in mine], mine)
 
     def _loss_inputs(self, mb: MicroBatch, logprobs: list[torch.Tensor], ref: dict, rm_scores: dict) -> LossInputs:
         def stack(values: dict) -> Optional[torch.Tensor]:
@@ -379,45 +379,62 @@ class MegatronPolicyEngine:
         named = ((k, v) for unit in self._gathered(self.policy) for k, v in unit.items())
         return buckets(named, bucket_bytes)
 
-    def _model_state(self, model: _Model) -> dict:
-        """Weights, Adam moments and schedule with full HF names: loadable by any layout."""
-        weights = {k: v.cpu() for unit in self._gathered(model, model.master or None) for k, v in unit.items()}
-        state = {"weights": weights, "sched": model.sched.state_dict()}
-        if model.opt is not None:
-            names = {id(p): n for n, p in model.optimized().items()}
-            per_param = {names[id(p)]: s for p, s in model.opt.state.items()}
-            for moment in ("exp_avg", "exp_avg_sq"):
-                if per_param:
-                    local = {n: s[moment] for n, s in per_param.items()}
-                    state[moment] = {k: v.cpu() for unit in self._gathered(model, local) for k, v in unit.items()}
-            state["step"] = next((float(s["step"]) for s in per_param.values()), None)
+    # ---- sharded checkpoints ------------------------------------------------------------
+    def _sharded_state(self) -> dict:
+        """Megatron sharded state of every trainable model: its weights (the fp32 masters when
+        it keeps them), both Adam moments, and (as common state) its schedule and step count.
+        Keys follow Megatron's layout-free naming, so any TP / PP / DP layout can load it."""
+        from megatron.core.dist_checkpointing.optimizer import make_sharded_optimizer_tensor
+
+        state: dict = {}
+        for name, model in (("policy", self.policy), ("token_rm", self.token_rm)):
+            if model is None:
+                continue
+            adam = _adam_state(model)
+            tensors = {"weights": model.optimized()} | {m: {n: s[m] for n, s in adam.items()} for m in ("exp_avg", "exp_avg_sq")}
+            names = {id(p): n for n, p in model.module.named_parameters()}
+            for key, sharded in model.module.sharded_state_dict(prefix="").items():
+                pname = names.get(id(getattr(sharded, "data", None)))
+                if pname is None:  # the local spec's empty ``_extra_state`` objects
+                    continue
+                for what, by_name in tensors.items():
+                    state[f"{name}.{what}.{key}"] = make_sharded_optimizer_tensor(sharded, by_name[pname], f"{name}.{what}")
+            state[f"{name}.common"] = {"sched": model.sched.state_dict(),
+                                       "adam_step": float(next(iter(adam.values()))["step"]) if adam else 0.0}
         return state
 
-    def _load_model_state(self, model: _Model, state: dict) -> None:
-        def local(named_hf: dict) -> dict[str, torch.Tensor]:
-            return local_shard(hf_to_mcore(named_hf, self.dims, model.score_head), self.dims, self.layout, model.score_head)
+    def save(self, directory: Path) -> None:
+        """Every rank writes only its own shards (Megatron ``dist_checkpointing``, torch_dist
+        format) into ``directory/engine``; rank 0 adds the common state."""
+        from megatron.core import dist_checkpointing
 
-        self._load_local(model, local(state["weights"]))
-        model.sched.load_state_dict(state["sched"])
-        if model.opt is not None and state.get("step") is not None:
-            moments = {m: local(state[m]) for m in ("exp_avg", "exp_avg_sq")}
-            for name, p in model.optimized().items():
-                model.opt.state[p] = {"step": torch.tensor(state["step"]), "exp_avg": moments["exp_avg"][name].clone(),
-                                      "exp_avg_sq": moments["exp_avg_sq"][name].clone()}
+        target = Path(directory) / "engine"
+        if self.layout.rank == 0:
+            target.mkdir(parents=True, exist_ok=True)
+        dist.barrier()
+        dist_checkpointing.save(self._sharded_state(), str(target))
 
-    def state_dict(self) -> dict:
-        """The full state on global rank 0 (``{}`` elsewhere), in HF names: a checkpoint saved
-        with one TP/PP layout loads into any other."""
-        state = {"policy": self._model_state(self.policy), "layout": (self.layout.tp, self.layout.pp)}
-        if self.token_rm is not None:
-            state["token_rm"] = self._model_state(self.token_rm)
-        return state if self.layout.rank == 0 else {}
+    def load(self, directory: Path) -> None:
+        """Each rank reads the pieces of its own shards, resharding from whatever layout wrote them."""
+        from megatron.core import dist_checkpointing
 
-    def load_state_dict(self, state: dict) -> None:
-        """``state`` as saved by :meth:`state_dict` (every rank loads the same file)."""
-        self._load_model_state(self.policy, state["policy"])
-        if self.token_rm is not None:
-            self._load_model_state(self.token_rm, state["token_rm"])
+        loaded = dist_checkpointing.load(self._sharded_state(), str(Path(directory) / "engine"))
+        for name, model in (("policy", self.policy), ("token_rm", self.token_rm)):
+            if model is None:
+                continue
+            common = loaded[f"{name}.common"]
+            adam = _adam_state(model, step=common["adam_step"])
+            names = {id(p): n for n, p in model.module.named_parameters()}
+            with torch.no_grad():
+                for key, sharded in model.module.sharded_state_dict(prefix="").items():
+                    pname = names.get(id(getattr(sharded, "data", None)))
+                    if pname is None:
+                        continue
+                    model.optimized()[pname].copy_(loaded[f"{name}.weights.{key}"])
+                    for m in ("exp_avg", "exp_avg_sq"):
+                        adam[pname][m].copy_(loaded[f"{name}.{m}.{key}"])
+            model.master_to_params()
+            model.sched.load_state_dict(common["sched"])
 
     def save_pretrained(self, path: str) -> None:
         """The policy as a Hugging Face checkpoint (rank 0 writes)."""
@@ -430,3 +447,17 @@ class MegatronPolicyEngine:
         Path(path).mkdir(parents=True, exist_ok=True)
         save_file(weights, str(Path(path) / "model.safetensors"))
         AutoConfig.from_pretrained(self._model_path).save_pretrained(path)
+
+
+def _adam_state(model: _Model, step: Optional[float] = None) -> dict[str, dict[str, torch.Tensor]]:
+    """AdamW's per-parameter state by parameter name, created (zero moments, step 0: exactly
+    a fresh optimiser) where the optimiser has not stepped yet; ``step`` overrides the count."""
+    out = {}
+    for name, p in model.optimized().items():
+        s = model.opt.state[p]
+        if not s:
+            s.update(step=torch.tensor(0.0), exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+        if step is not None:
+            s["step"] = torch.tensor(float(step))
+        out[name] = s
+    return out

@@ -167,7 +167,7 @@ def test_logits_match_transformers(run, model_dir, layout):
 @pytest.mark.slow
 def test_checkpoint_loads_into_another_layout(run):
     """State saved after step 1 at TP=2, loaded at PP=2 for steps 2-3: same as TP=2 throughout."""
-    state = run.out_dir / "tp2_step1.pt"
+    state = run.out_dir / "tp2_step1"  # a sharded checkpoint: one file per rank and shard
     saved = run("tp2_save", 2, ["--tp", "2", "--save-state", str(state)])
     resumed = run("pp2_resume", 2, ["--pp", "2", "--resume", str(state)])
     assert_losses_equal({"losses": resumed["losses"]}, {"losses": saved["losses"][1:]})

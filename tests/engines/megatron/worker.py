@@ -91,8 +91,8 @@ def main():
     ap.add_argument("--tp", type=int, default=1)
     ap.add_argument("--pp", type=int, default=1)
     ap.add_argument("--micro-batch-size", type=int, default=3)
-    ap.add_argument("--save-state", help="save the engine state here after the first step")
-    ap.add_argument("--resume", help="load this state and start at the second step")
+    ap.add_argument("--save-state", help="save the engine state into this folder after the first step")
+    ap.add_argument("--resume", help="load the state saved in this folder and start at the second step")
     args = ap.parse_args()
     torch.manual_seed(0)
     if args.engine == "torch":
@@ -102,16 +102,15 @@ def main():
     scored = engine.score(batch(8, seed=7), with_entropy=True)
     rank = int(os.environ.get("RANK", "0"))
     if args.resume:
-        engine.load_state_dict(torch.load(args.resume))
+        engine.load(Path(args.resume))
     losses = []
     for step in range(1 if args.resume else 0, STEPS):
         step_batch = batch(8, seed=step)
         stats = engine.train_step(step_batch, oreal_loss_fn(), counts_of(step_batch))
         losses.append({k: stats.metrics[k] for k in LOSS_KEYS})
         if step == 0 and args.save_state:
-            state = engine.state_dict()
-            if rank == 0:
-                torch.save(state, args.save_state)
+            Path(args.save_state).mkdir(parents=True, exist_ok=True)
+            engine.save(Path(args.save_state))  # every rank writes its own shards
     final = weights()
     if rank == 0:
         torch.save({"losses": losses, "grads": dict(grads), "weights": final, "logits": logits,
