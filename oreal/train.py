@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from oreal.config.load import CONF_DIR, ConfigError, to_config
 from oreal.config.store import register_configs
 from oreal.errors import OrealError
+from oreal.trainer.signals import receive_stop_signals
 
 register_configs()
 EXIT_FAILED, EXIT_CONFIG = 1, 2
@@ -44,6 +45,7 @@ def _fail(code: int, exc: BaseException) -> None:
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base=None)
 def main(dcfg: DictConfig) -> None:
+    receive_stop_signals()  # before any thread or child exists (oreal/trainer/signals.py)
     try:
         cfg = to_config(dcfg)
     except ConfigError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Iterable
 
 import torch
@@ -29,3 +30,11 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimConfig, tota
     opt = torch.optim.AdamW(list(params), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, cfg, total_steps))
     return opt, sched
+
+
+def advance_schedule(sched: torch.optim.lr_scheduler.LRScheduler) -> None:
+    """One RL step of the schedule. A frozen policy's schedule still advances (as in the
+    reference), before its optimiser ever stepped: torch's warning about that order is noise."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
+        sched.step()

@@ -11,7 +11,6 @@ all-reduce per bucket, so the result equals one process with the whole batch.
 from __future__ import annotations
 
 import copy
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -23,7 +22,7 @@ from oreal.algo import LossInputs, TokenCounts
 from oreal.config.schema import OptimConfig
 from oreal.engines.distributed import DistEnv, all_reduce_in_buckets, all_reduce_metrics
 from oreal.engines.logprobs import chunked_entropy, chunked_logprobs, compute_dtype
-from oreal.engines.optim import build_optimizer
+from oreal.engines.optim import advance_schedule, build_optimizer
 from oreal.engines.packing import Packed, pack, packed_hidden
 from oreal.engines.protocols import MicroBatchLoss, ScoredTokens, SequenceBatch, TrainStats
 from oreal.engines.weights import buckets
@@ -183,9 +182,7 @@ class TorchPolicyEngine:
             out[f"optim/{name}_grad_norm"] = float(torch.nn.utils.clip_grad_norm_(module.parameters(), clip))
             opt.step()
         opt.zero_grad(set_to_none=True)
-        with warnings.catch_warnings():  # a frozen policy's schedule still advances (as in the reference)
-            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
-            sched.step()
+        advance_schedule(sched)
         return out
 
     def _optimizer_steps(self, update_policy: bool) -> dict[str, float]:

@@ -28,7 +28,7 @@ from oreal.config.schema import Config
 from oreal.launch.layout import EngineSlot, split_evenly
 from oreal.launch.rendezvous import Rendezvous
 from oreal.launch.roles import Role, role_of_this_task
-from oreal.trainer.signals import STOP_SIGNALS
+from oreal.trainer.signals import receive_stop_signals
 from oreal.trainer.status import FailureWatch, read_status, recorded_failure, write_status
 
 EXIT_STOPPED = 75  # EX_TEMPFAIL: stopped by a signal and not requeued, resume me
@@ -72,13 +72,10 @@ def _limit_threads() -> None:
 
 
 def _forward_stop_signals(rendezvous: Rendezvous) -> None:
-    """Until the trainer installs its own handlers, a stop signal becomes a stop request in the
-    rendezvous (a rollout task keeps this for good: it serves until the trainer closes it)."""
-    def request(signum, frame):
-        rendezvous.request_stop(f"{signal.Signals(signum).name} at {os.uname().nodename}")
-
-    for s in STOP_SIGNALS:
-        signal.signal(s, request)
+    """A stop signal that reaches any task becomes a stop request in the rendezvous, which
+    the trainer ranks read at the end of the step (a rollout task itself keeps serving until
+    the trainer closes it)."""
+    receive_stop_signals(lambda signum: rendezvous.request_stop(f"{signal.Signals(signum).name} at {os.uname().nodename}"))
 
 
 # ---- rollout tasks ----------------------------------------------------------------------------

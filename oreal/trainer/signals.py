@@ -3,6 +3,13 @@ SIGUSR2 (submitit's) ask the loop to finish the current step, checkpoint and ret
 a request made elsewhere in the job (``external``: another task received the signal). The
 trainer ranks agree on stopping once per step (:func:`oreal.trainer.ranks.any_rank`), so a
 signal that reaches one task stops all of them after the same step.
+
+Slurm signals every process of a job step, children included: the grading workers, the
+checkpoint writer's helper process, engine workers. The entry point therefore blocks the stop
+signals for the whole process before anything starts (:func:`receive_stop_signals`): every
+child inherits the blocked mask and keeps working, and one thread of the entry process waits
+for the signals and reports them. Without it (a library call of the trainer), the trainer
+installs plain handlers instead.
 """
 
 from __future__ import annotations
@@ -14,19 +21,55 @@ from typing import Callable, Optional
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 
 
+class _Receiver:
+    """The process-wide waiter: a daemon thread in ``sigwait`` on the blocked stop signals."""
+
+    def __init__(self):
+        self.received: Optional[int] = None
+        self.listeners: list[Callable[[int], None]] = []
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        threading.Thread(target=self._wait, name="oreal-stop-signals", daemon=True).start()
+
+    def _wait(self) -> None:
+        while True:
+            signum = signal.sigwait(STOP_SIGNALS)
+            self.received = signum
+            for listener in list(self.listeners):
+                listener(signum)
+
+
+_receiver: Optional[_Receiver] = None
+
+
+def receive_stop_signals(listener: Optional[Callable[[int], None]] = None) -> None:
+    """Block the stop signals in this process (call before starting any thread or child)
+    and route them to ``listener`` (and to the trainer's :class:`StopSignal`)."""
+    global _receiver
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if _receiver is None:
+        _receiver = _Receiver()
+    if listener is not None:
+        _receiver.listeners.append(listener)
+
+
 class StopSignal:
     def __init__(self, external: Optional[Callable[[], Optional[str]]] = None):
         self.external = external
         self.signum: Optional[int] = None
         self._external_reason: Optional[str] = None
 
-    def _handle(self, signum, frame) -> None:
+    def _handle(self, signum, frame=None) -> None:
         self.signum = signum
 
     def install(self, signals=STOP_SIGNALS) -> "StopSignal":
-        """Handle ``signals`` in this process (replacing submitit's own USR2 handler, which
-        would requeue from whichever task is global rank 0 without the trainer saving)."""
-        if threading.current_thread() is threading.main_thread():
+        """Listen to the process-wide receiver when the entry point set one up (a signal that
+        arrived before counts); otherwise handle ``signals`` in the main thread."""
+        if _receiver is not None:
+            if _receiver.received is not None:
+                self.signum = _receiver.received
+            _receiver.listeners.append(self._handle)
+        elif threading.current_thread() is threading.main_thread():
             for s in signals:
                 signal.signal(s, self._handle)
         return self

@@ -85,10 +85,11 @@ class MetricsLog:
 
 
 class Tracker:
-    """JSONL always, W&B when ``logging.wandb_mode`` is not ``disabled``."""
+    """JSONL always, W&B when ``logging.wandb_mode`` is not ``disabled``; a disabled tracker
+    (trainer ranks other than 0) writes nothing at all."""
 
     def __init__(self, cfg: Config, run_dir: Path, run_id: str, extra_config: Optional[dict] = None, enabled: bool = True):
-        self.log = MetricsLog(Path(run_dir) / "metrics.jsonl")
+        self.log = MetricsLog(Path(run_dir) / "metrics.jsonl") if enabled else None
         self.run = None
         if not enabled or cfg.logging.wandb_mode == "disabled":
             return
@@ -111,6 +112,8 @@ class Tracker:
         self._samples_tables = 0
 
     def write(self, step: int, metrics: dict[str, float]) -> None:
+        if self.log is None:
+            return
         self.log.write(step, metrics)
         if self.run is not None:
             self.run.log(metrics, step=step)

@@ -31,7 +31,7 @@ from oreal.engines.distributed import all_reduce_in_buckets, all_reduce_metrics
 from oreal.engines.megatron.convert import gather_units, hf_to_mcore, local_shard, mcore_to_hf
 from oreal.engines.megatron.model import ModelDims, ScalarHead, build_gpt
 from oreal.engines.megatron.parallel import Layout, init_parallel
-from oreal.engines.optim import build_optimizer
+from oreal.engines.optim import advance_schedule, build_optimizer
 from oreal.engines.protocols import MicroBatchLoss, ScoredTokens, SequenceBatch, TrainStats
 from oreal.engines.torch_policy import pad, scalar_head
 from oreal.engines.weights import buckets
@@ -363,7 +363,7 @@ class MegatronPolicyEngine:
         model.opt.zero_grad(set_to_none=True)
         for p in model.module.parameters():
             p.grad = None
-        model.sched.step()
+        advance_schedule(model.sched)
         return out
 
     # ---- weights out and checkpoints ------------------------------------------------------
@@ -399,7 +399,7 @@ class MegatronPolicyEngine:
                     continue
                 for what, by_name in tensors.items():
                     state[f"{name}.{what}.{key}"] = make_sharded_optimizer_tensor(sharded, by_name[pname], f"{name}.{what}")
-            state[f"{name}.common"] = {"sched": model.sched.state_dict(),
+            state[f"{name}.common"] = {"sched": model.sched.state_dict(), "param_groups": _hyper_parameters(model.opt),
                                        "adam_step": float(next(iter(adam.values()))["step"]) if adam else 0.0}
         return state
 
@@ -435,6 +435,8 @@ class MegatronPolicyEngine:
                         adam[pname][m].copy_(loaded[f"{name}.{m}.{key}"])
             model.master_to_params()
             model.sched.load_state_dict(common["sched"])
+            for group, saved in zip(model.opt.param_groups, common["param_groups"]):
+                group.update(saved)  # the learning rate in use is the optimiser's, not the schedule's record
 
     def save_pretrained(self, path: str) -> None:
         """The policy as a Hugging Face checkpoint (rank 0 writes)."""
@@ -447,6 +449,11 @@ class MegatronPolicyEngine:
         Path(path).mkdir(parents=True, exist_ok=True)
         save_file(weights, str(Path(path) / "model.safetensors"))
         AutoConfig.from_pretrained(self._model_path).save_pretrained(path)
+
+
+def _hyper_parameters(opt: torch.optim.Optimizer) -> list[dict]:
+    """Each parameter group's settings (lr as last set by the schedule, betas, weight decay)."""
+    return [{k: v for k, v in group.items() if k != "params"} for group in opt.param_groups]
 
 
 def _adam_state(model: _Model, step: Optional[float] = None) -> dict[str, dict[str, torch.Tensor]]:

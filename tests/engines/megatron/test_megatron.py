@@ -171,4 +171,5 @@ def test_checkpoint_loads_into_another_layout(run):
     saved = run("tp2_save", 2, ["--tp", "2", "--save-state", str(state)])
     resumed = run("pp2_resume", 2, ["--pp", "2", "--resume", str(state)])
     assert_losses_equal({"losses": resumed["losses"]}, {"losses": saved["losses"][1:]})
+    assert resumed["lrs"] == saved["lrs"][1:]  # the optimisers' own learning rates, exactly
     assert max_abs(resumed["weights"], saved["weights"]) < 1e-5

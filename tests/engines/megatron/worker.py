@@ -19,7 +19,9 @@ from tests.engines.policy_helpers import OPTIM, counts_of, oreal_loss_fn, rl_bat
 STEPS = 3
 # AdamW turns gradients of ~1e-8 (which carry float32 summation-order noise of ~1%) into
 # full-size steps; at 1e-4 that noise moves weights by ~1e-6, under the 1e-5 tolerance.
-OPTIM = dataclasses.replace(OPTIM, lr=1e-4, min_lr=1e-5)
+# Three warm-up steps: the learning rate differs at every step, so a resume that restored the
+# schedule but not the optimiser's own learning rate shows.
+OPTIM = dataclasses.replace(OPTIM, lr=1e-4, min_lr=1e-5, warmup_steps=3)
 def batch(num, seed):
     """The policy tests' batch without token 0, the pad id: transformers' embedding never
     updates the pad row (``padding_idx``), Megatron's has no such notion."""
@@ -83,6 +85,13 @@ def run_torch(model_dir, mbs):
     return engine, grads, lambda: {k: v.detach().clone() for k, v in engine.policy.state_dict().items()}, None
 
 
+def optimizers(engine, model):
+    """The torch.optim optimiser of ``model`` in either engine."""
+    if hasattr(engine, "policy_opt"):
+        return engine.policy_opt if model == "policy" else engine.rm_opt
+    return getattr(engine, model).opt
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("model_dir")
@@ -103,9 +112,11 @@ def main():
     rank = int(os.environ.get("RANK", "0"))
     if args.resume:
         engine.load(Path(args.resume))
-    losses = []
+    losses, lrs = [], []
     for step in range(1 if args.resume else 0, STEPS):
         step_batch = batch(8, seed=step)
+        # the learning rates this step's update uses (a resume must restore them, not only the schedule)
+        lrs.append([g["lr"] for m in ("policy", "token_rm") for g in optimizers(engine, m).param_groups])
         stats = engine.train_step(step_batch, oreal_loss_fn(), counts_of(step_batch))
         losses.append({k: stats.metrics[k] for k in LOSS_KEYS})
         if step == 0 and args.save_state:
@@ -113,7 +124,7 @@ def main():
             engine.save(Path(args.save_state))  # every rank writes its own shards
     final = weights()
     if rank == 0:
-        torch.save({"losses": losses, "grads": dict(grads), "weights": final, "logits": logits,
+        torch.save({"losses": losses, "lrs": lrs, "grads": dict(grads), "weights": final, "logits": logits,
                     "logprobs": scored.logprobs, "entropy": scored.entropy}, args.out)
 
 
