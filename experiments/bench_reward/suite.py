@@ -58,6 +58,7 @@ HARNESS_ARTEFACTS = {
     ("$9$", "Answer \\( \n 9 \n \\)"): "as above",
 }
 _PROSE_WORD = re.compile(r"(?<![\\a-zA-Z])[a-zA-Z]{2,}")
+_LATEX_NAME = re.compile(r"\\(?:begin|end)\{[a-zA-Z*]+\}|\\[a-zA-Z]+")
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,8 @@ def as_response(pred: str) -> str:
     if "\\boxed" in s or "\\fbox" in s:
         return pred
     inner = _whole_math(s)
-    if inner is None and not any(d in s for d in ("$", "\\(", "\\[")) and len(_PROSE_WORD.findall(s)) < 2:
+    plain = s.replace("\\$", "")  # an escaped dollar is a currency sign, not a math delimiter
+    if inner is None and not any(d in plain for d in ("$", "\\(", "\\[")) and len(_PROSE_WORD.findall(_LATEX_NAME.sub(" ", s))) < 2:
         inner = s
     return pred if inner is None else "The answer is \\boxed{%s}." % inner
 

@@ -1,9 +1,13 @@
-"""How an answer is read: the rules for boxes, lists, labels, chains, ratios and relations.
+"""How an answer is read: the rules for boxes, lists, labels, chains, ratios, relations and numbers.
 
-Every rule below applies identically to the gold answer and to the prediction, and all of
-them are stated here (the code of the first two is here too; the others are marked with the
-function that applies them). Each keeps the checker strict: no rule makes two different
-values equal, and none lets a model gain by giving several answers.
+All the rules are stated here, each with the function that applies it (the box and sentence
+rules live in :mod:`oreal.reward.extract`, the comparisons in :mod:`oreal.reward.equivalence`,
+lists and labels below). They apply to the gold answer and to the prediction alike unless a
+rule says otherwise. Each keeps the checker strict: no rule makes two different values
+equal, and none lets a model gain by giving several answers. Where no rule gives a good
+answer (nothing extracted, one side unparseable, kinds compared nowhere), the second stage
+asks Math-Verify (:mod:`oreal.reward.second_stage`), whose "correct" stands only if these
+rules, given what it extracted, do not decide otherwise.
 
 **Boxes** (:func:`oreal.reward.extract.final_box_block`). The graded answer is the last ``\\boxed{}``/``\\fbox{}``
 after the thinking marker together with the boxes just before it that are joined to it only
@@ -50,10 +54,22 @@ trailing ``\\approx w`` after an exact value is commentary and dropped (``x = 1/
 **Ratios** (:func:`ratio_parts`). ``a:b(:c)`` compares part by part, never as the quotient a/b:
 ``12:00`` (12/0) is not ``1:00``, and the time ``2:30`` is not ``1:15``.
 
-**Relations** (:mod:`oreal.reward.equivalence`). ``5 \\geq x`` equals ``x \\leq 5`` and
-``-x > -1`` equals ``x < 1``: both sides are moved to one side and must agree up to a
-positive factor with the same strictness. A relation against a set or interval is left to
-the second stage.
+**Relations** (:func:`oreal.reward.equivalence.sympy_equal`). ``5 \\geq x`` equals ``x \\leq 5``
+and ``-x > -1`` equals ``x < 1``: both sides are moved to one side and must agree up to a
+positive factor with the same strictness. A gold inequality in one unknown is its solution
+set, so ``(-793, 10)`` answers ``-793 < a < 10``; not the other way round: against a gold
+interval (the question asked for interval notation) an inequality is not an answer, as in
+Math-Verify. Equations agree when one is a non-zero multiple of the other.
+
+**Numbers** (:func:`oreal.reward.equivalence.compare_values`). Exact, never within a
+tolerance: ``0.333`` is not 1/3, and ``50\\%`` is 50, not 0.5 (the percent sign or word is
+dropped, the value never rescaled). Exact forms: ``1\\frac{1}{2}`` and ``1 1/2`` are 3/2,
+``0.1\\overline{6}`` is 1/6, ``1{,}000`` and ``32,\\!349`` have thousands separators while
+``32, 349`` (a space after the comma) is a list; a decimal with 15 or more significant
+digits (a double printed in full, ``0.0833333333333333``) equals the value it is correctly
+rounded from, and shorter ones never do.
+
+**Choices**. Against a gold choice letter ``B``, an answer ``(B) 12`` is its letter.
 
 **Non-finite values** (:mod:`oreal.reward.equivalence`). Nothing containing ``zoo`` or ``nan``
 equals anything; infinities match only structurally (``(1, \\infty)``).

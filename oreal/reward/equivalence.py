@@ -1,13 +1,14 @@
 """Is a predicted answer equivalent to the gold answer?
 
 Order of tests, cheapest first: normalised strings; the answer's form (lists, labels,
-chains, ratios: :mod:`oreal.reward.answers`); exact rationals (plain numbers, no tolerance:
-0.333 is not 1/3); then both sides parsed from LaTeX by latex2sympy2_extended and compared
-structurally (identical expressions first, before any simplification; intervals with their
-open/closed ends, ordered tuples, unordered sets, matrices, equations up to a constant
-factor, inequalities up to a positive factor, complex numbers) and symbolically
-(``simplify(a - b) == 0``) with floats turned into exact rationals. Nothing containing
-``zoo`` or ``nan`` equals anything.
+chains, ratios, choices: the rules are stated in :mod:`oreal.reward.answers`); exact
+rationals (plain numbers, no tolerance: 0.333 is not 1/3; repeating decimals, mixed numbers);
+then both sides parsed from LaTeX by latex2sympy2_extended and compared structurally
+(identical expressions first, before any simplification; intervals with their open/closed
+ends, ordered tuples, unordered sets, matrices, equations up to a constant factor,
+inequalities up to a positive factor, a gold inequality as its solution set, complex
+numbers) and symbolically (``simplify(a - b) == 0``) with floats turned into exact
+rationals. Nothing containing ``zoo`` or ``nan`` equals anything.
 
 Every comparison also says whether it *decided*: a verdict that is not decided (one side
 does not parse, or the two are of kinds compared nowhere here, such as an inequality against
@@ -41,6 +42,8 @@ _FULL_PRECISION = re.compile(r"[+-]?\d*\.\d{14,}")
 # A word of three or more letters next to other content: prose, which latex2sympy would read
 # as a product of one-letter symbols.
 _PROSE = re.compile(r"[A-Za-z]{3,}")
+_CHOICE_LETTER = re.compile(r"[A-Ea-e]")
+_CHOICE_WITH_VALUE = re.compile(r"\(([A-Ea-e])\)(?=.)")
 _MAX_DEDUPE = 16
 _RELATION = re.compile(r"[<>]|\\[lg]eq|\\neq")
 
@@ -59,6 +62,7 @@ UNDECIDED, UNPARSED = Verdict(False, decided=False), Verdict(False, parsed=False
 
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
 _SLASH = re.compile(r"([+-]?\d+)/(\d+)")
+_REPEATING = re.compile(r"([+-]?)(\d*)\.(\d*)\\overline\{(\d{1,12})\}")
 _FRAC = re.compile(r"([+-]?)(\d*)\\frac\{([+-]?\d+)\}\{([+-]?\d+)\}")
 # Something sympy would evaluate into an astronomically large object.
 _EXPLOSIVE = re.compile(r"\^\s*\{[^{}]*[\^!]|\^\s*[\d.]+\s*\^|\^\s*\{?\s*\d{4,}|\d{6,}\s*!|!\s*!")
@@ -70,9 +74,13 @@ _COMMAND = re.compile(r"\\(?:begin|end)\{[a-zA-Z*]+\}|\\[a-zA-Z]+")
 
 def as_fraction(s: str) -> Optional[Fraction]:
     """Exact value of a plain number: ``12``, ``-0.25``, ``.5``, ``3/4``, ``\\frac{3}{4}``,
-    and the mixed number ``1\\frac{1}{2}`` (3/2, as latex2sympy reads it too)."""
+    the mixed number ``1\\frac{1}{2}`` (3/2, as latex2sympy reads it too) and the repeating
+    decimal ``0.1\\overline{6}`` (1/6)."""
     if _NUMBER.fullmatch(s):
         return Fraction(s)
+    m = _REPEATING.fullmatch(s)
+    if m:
+        return _repeating_value(m)
     m = _SLASH.fullmatch(s)
     if m and int(m.group(2)) != 0:
         return Fraction(int(m.group(1)), int(m.group(2)))
@@ -81,6 +89,14 @@ def as_fraction(s: str) -> Optional[Fraction]:
         value = Fraction(int(m.group(3)), int(m.group(4))) + int(m.group(2) or 0)
         return -value if m.group(1) == "-" else value
     return None
+
+
+def _repeating_value(m) -> Fraction:
+    """``-1.2\\overline{34}`` = -(1.2 + 0.0343434...): the repeating block over 10^k - 1."""
+    whole, fixed, block = m.group(2) or "0", m.group(3) or "", m.group(4)
+    value = Fraction(int(whole)) + Fraction(int(fixed or "0"), 10 ** len(fixed))
+    value += Fraction(int(block), (10 ** len(block) - 1) * 10 ** len(fixed))
+    return -value if m.group(1) == "-" else value
 
 
 def is_text(s: str) -> bool:
@@ -220,6 +236,9 @@ def compare_values(p: str, g: str) -> Verdict:
         if rp and rg:
             return _ordered([Element(x) for x in rp], [Element(y) for y in rg]) if len(rp) == len(rg) else UNEQUAL
         return UNDECIDED  # a ratio against a single value: left to the second stage
+    choice = _CHOICE_WITH_VALUE.match(p)
+    if _CHOICE_LETTER.fullmatch(g) and choice:  # `(B) 12` against the gold choice `B`
+        return Verdict(choice.group(1).upper() == g.upper())
     if is_text(p) or is_text(g):
         return Verdict(p.casefold() == g.casefold())
     if _PROSE.search(_COMMAND.sub(" ", p)):
@@ -418,7 +437,7 @@ def _relations_equal(a, b, sympy) -> Any:
     if not (rel_a or rel_b or isinstance(a, logic) or isinstance(b, logic)):
         return NotImplemented
     if not (rel_a and rel_b):
-        return None
+        return _relation_against_set(a, b, sympy)
     if isinstance(a, sympy.Eq) and isinstance(b, sympy.Eq):
         return _equations_equal(a, b, sympy)
     if isinstance(a, sympy.Ne) and isinstance(b, sympy.Ne):
@@ -431,6 +450,25 @@ def _relations_equal(a, b, sympy) -> Any:
     u, v = sa[0] * (a.lhs - a.rhs), sb[0] * (b.lhs - b.rhs)
     ratio = _constant_ratio(u, v, sympy)
     return None if ratio is None else bool(ratio > 0)
+
+
+def _relation_against_set(pred, gold, sympy) -> Optional[bool]:
+    """A gold inequality in one unknown (``-793 < a < 10``, ``0 < f(x) < 1``) is the set of its
+    solutions, so an interval answers it. The converse is not an answer: a gold interval (the
+    question asked for interval notation) is not answered by an inequality. None for anything
+    else (the second stage's)."""
+    if isinstance(gold, sympy.Set) and not isinstance(pred, sympy.Set):
+        return False
+    if not isinstance(pred, sympy.Set) or isinstance(gold, sympy.Eq) or gold.atoms(sympy.Eq):
+        return None
+    from sympy.core.function import AppliedUndef
+
+    gold = gold.xreplace({f: sympy.Dummy(str(f)) for f in gold.atoms(AppliedUndef)})  # f(x) is the unknown
+    if len(gold.free_symbols) != 1:
+        return None
+    solutions = gold.as_set()
+    equal = sympy_equal(pred, solutions)
+    return equal if equal is not None else bool(solutions == pred)
 
 
 def _constant_ratio(u, v, sympy) -> Any:

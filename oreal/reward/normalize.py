@@ -48,7 +48,7 @@ _SUBSCRIPT_END = re.compile(r"_(?:[0-9a-zA-Z]|\{[^{}]*\})$")
 _BACKSLASH_RUN = re.compile(r"\\+")
 _DOUBLED_COMMAND = re.compile(r"\\\\[a-zA-Z]")
 _TRIG_DEGREES = re.compile(
-    r"(\\(?:sin|cos|tan|cot|sec|csc))\s*\(?\s*(-?\d+(?:\.\d+)?)\s*(?:\^\s*\{?\s*\\circ\s*\}?|°|\\degree)\s*\)?"
+    r"(\\(?:sin|cos|tan|cot|sec|csc)(?:\^\s*\{?\d\}?)?)\s*\(?\s*(-?\d+(?:\.\d+)?)\s*(?:\^\s*\{?\s*\\circ\s*\}?|°|\\degree)\s*\)?"
 )
 # `>=`, `\ge`, `\geqslant` -> `\geq`; `!=`, `\ne` -> `\neq`; `\lt`, `\gt` -> `<`, `>`
 _RELATIONS = (

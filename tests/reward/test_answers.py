@@ -136,6 +136,13 @@ FORMS = [
     (r"\boxed{2^6 3^5 5^4}", "9720001", "incorrect"),
     (r"\boxed{0.0833333333333333}", r"\frac{1}{12}", "correct"),  # a double printed in full
     (r"\boxed{0.083333333}", r"\frac{1}{12}", "incorrect"),  # a rounded decimal is not the value
+    (r"\boxed{0.\overline{3}}", r"\frac{1}{3}", "correct"),
+    (r"\boxed{0.1\overline{6}}", r"\frac{1}{6}", "correct"),
+    (r"\boxed{\frac{4}{33}}", r"0.\overline{12}", "correct"),
+    (r"\boxed{0.\overline{12}}", r"\frac{4}{34}", "incorrect"),
+    (r"\boxed{\sin^2 30^\circ}", r"\frac14", "correct"),
+    (r"\boxed{\text{(B) } 12}", r"\text{(B)}", "correct"),  # the choice with its value
+    (r"\boxed{(A) 5}", "B", "incorrect"),
 ]
 
 
@@ -167,8 +174,11 @@ SECOND_STAGE = [
     ("Therefore $x \\geq 5$ is the solution.", "$x >= 5$", "correct"),
     ("The identity matrix is $ \\begin{pmatrix}1 & 0 \\\\ 0 & 1\\end{pmatrix} $.", r"\begin{pmatrix}1 & 0 \\ 0 & 1\end{pmatrix}", "correct"),
     (r"\boxed{x \in [-2,7]}", r"-2 \le x \le 7", "correct"),
-    (r"\boxed{(-793, 10)}", "-793 < a < 10", "correct"),
+    (r"\boxed{(-793, 10)}", "-793 < a < 10", "correct"),  # a gold inequality is its solution set
     (r"\boxed{(-793, 11)}", "-793 < a < 10", "incorrect"),
+    (r"\boxed{(0,1)}", "0<f(x)<1", "correct"),
+    (r"\boxed{[2,\infty)}", r"x \geq 2", "correct"),
+    (r"\boxed{x > 2}", r"(2, \infty)", "incorrect"),  # an inequality is not interval notation
     (r"\boxed{z \in \left[-\frac{3}{2}, -1\right] \cup \left[1, \frac{3}{2}\right]}", r"1\leq|z|\leq \frac{3}{2}", "correct"),
     ("so P(A) = (1/2) * (4/3) P(A) = 2/3 Therefore, the probability that Alice wins the game is 2/3.", "2/3", "correct"),
     # Math-Verify rounds to 6 digits and says equal; our first stage, given its extraction, does not
