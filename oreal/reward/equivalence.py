@@ -43,8 +43,9 @@ _FULL_PRECISION = re.compile(r"[+-]?\d*\.\d{14,}")
 # as a product of one-letter symbols.
 _PROSE = re.compile(r"[A-Za-z]{3,}")
 _CHOICE_LETTER = re.compile(r"[A-Ea-e]")
-_CHOICE_WITH_VALUE = re.compile(r"\(([A-Ea-e])\)(?=.)")
-_MAX_DEDUPE = 16
+# `(B) 12`: a choice letter and then its value, in which no other choice is named
+_CHOICE_WITH_VALUE = re.compile(r"\(([A-Ea-e])\)(?!.*\([A-Ea-e]\))(?=.)")
+_MAX_DEDUPE = 8
 _RELATION = re.compile(r"[<>]|\\[lg]eq|\\neq")
 
 
@@ -141,9 +142,16 @@ def compare_answers(p: str, g: str) -> Verdict:
         if parts and len(parts) == max(len(ps), len(gs)):  # `1, 3` against the pair `(1,3)`: in order
             mine = [Element(v) for v in parts]
             return _ordered(mine, gs) if len(ps) == 1 else _ordered(ps, mine)
-    if len(ps) == len(gs) <= MAX_LIST_ELEMENTS:
-        return _ordered(ps, gs) if _ordered_by_labels(ps, gs) else _unordered(ps, gs, compare_elements)
-    return _different_lengths(ps, gs)
+    if len(ps) != len(gs):
+        return _different_lengths(ps, gs)
+    if len(ps) > MAX_LIST_ELEMENTS:
+        return _as_sets(ps, gs)
+    return _ordered(ps, gs) if _ordered_by_labels(ps, gs) else _unordered(ps, gs, compare_elements)
+
+
+def _as_sets(ps: list[Element], gs: list[Element]) -> Verdict:
+    """Both lists compared as whole sets by sympy."""
+    return compare_values("\\{" + _joined(ps, gs) + "\\}", "\\{" + _joined(gs, ps) + "\\}")
 
 
 def _distinct_values(es: list[Element]) -> list[Element]:
@@ -162,7 +170,7 @@ def _different_lengths(ps: list[Element], gs: list[Element]) -> Verdict:
     (``1 \pm \sqrt{19}``: compared as whole sets) or is a relation (the second stage's)."""
     values = [e.value for e in ps + gs]
     if any(op in v for v in values for op in ("\\pm", "\\mp", "\\cup")):
-        return compare_values("\\{" + _joined(ps, gs) + "\\}", "\\{" + _joined(gs, ps) + "\\}")
+        return _as_sets(ps, gs)
     if any(_RELATION.search(v) for v in values):
         return UNDECIDED
     return UNEQUAL
@@ -244,14 +252,10 @@ def compare_values(p: str, g: str) -> Verdict:
     if _PROSE.search(_COMMAND.sub(" ", p)):
         return UNPARSED  # words and numbers (`Sphere 3 hours ago`), not a product of symbols
     fp, fg = as_fraction(p), as_fraction(g)
-    if fp is not None and fp == fg:
-        return EQUAL
-    if _FULL_PRECISION.fullmatch(p) or _FULL_PRECISION.fullmatch(g):
-        rounded = _correctly_rounded(p, g)
-        if rounded is not None:
-            return Verdict(rounded)
     if fp is not None and fg is not None:
-        return UNEQUAL
+        if fp == fg:
+            return EQUAL
+        return _full_precision_verdict(p, g) or UNEQUAL
     base_p, base_g = _BASE.fullmatch(p), _BASE.fullmatch(g)
     if base_p or base_g:
         return Verdict(_same_based_number(base_p, p, base_g, g))
@@ -259,7 +263,15 @@ def compare_values(p: str, g: str) -> Verdict:
         return Verdict(False, parsed=False)
     if len(g) > MAX_SYMPY_CHARS or _EXPLOSIVE.search(g):
         return UNEQUAL
-    return _sympy_verdict(p, g)
+    return _full_precision_verdict(p, g) or _sympy_verdict(p, g)
+
+
+def _full_precision_verdict(p: str, g: str) -> Optional[Verdict]:
+    """The verdict of :func:`_correctly_rounded` when one side is a long decimal, else None."""
+    if not (_FULL_PRECISION.fullmatch(p) or _FULL_PRECISION.fullmatch(g)):
+        return None
+    rounded = _correctly_rounded(p, g)
+    return None if rounded is None else Verdict(rounded)
 
 
 def _sympy_verdict(p: str, g: str) -> Verdict:

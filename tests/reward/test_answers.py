@@ -143,6 +143,7 @@ FORMS = [
     (r"\boxed{\sin^2 30^\circ}", r"\frac14", "correct"),
     (r"\boxed{\text{(B) } 12}", r"\text{(B)}", "correct"),  # the choice with its value
     (r"\boxed{(A) 5}", "B", "incorrect"),
+    (r"\boxed{(B)(C)}", "B", "incorrect"),  # two choices are a hedge
 ]
 
 
