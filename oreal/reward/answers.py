@@ -7,7 +7,7 @@ rule says otherwise. Each keeps the checker strict: no rule makes two different 
 equal, and none lets a model gain by giving several answers. Where no rule gives a good
 answer (nothing extracted, one side unparseable, kinds compared nowhere), the second stage
 asks Math-Verify (:mod:`oreal.reward.second_stage`), whose "correct" stands only if these
-rules, given what it extracted, do not decide otherwise.
+rules can read what it extracted and do not decide otherwise.
 
 **Boxes** (:func:`oreal.reward.extract.final_box_block`). The graded answer is the last ``\\boxed{}``/``\\fbox{}``
 after the thinking marker together with the boxes just before it that are joined to it only

@@ -66,8 +66,10 @@ def _first_stage_reason(verdict: Verdict) -> str:
 
 def _second_stage(response: str, markers: Sequence[str], answer: Optional[Answer], verdict: Optional[Verdict],
                   gold_text: str) -> tuple[str, Optional[str]]:
-    """Math-Verify's opinion where ours had none; its "correct" stands unless our first stage,
-    given what Math-Verify extracted, decides otherwise."""
+    """Math-Verify's opinion where ours had none. Its "correct" stands only if our first stage,
+    given the answer Math-Verify extracted, agrees, or parses it but compares no such kinds:
+    not when it decides otherwise (Math-Verify rounds floats), nor when it cannot read the
+    answer at all (Math-Verify reads a malformed ``\\begin{pmatrix} 1 & \\\\ \\end{matrix}`` as 1)."""
     text = as_math(answer.text) if answer is not None and answer.source == "box" else after_thinking(response, markers)
     opinion = second_opinion(text, as_math(gold_text))
     shown = answer.text.strip()[:MAX_LOGGED_CHARS] if answer is not None else None
@@ -76,7 +78,7 @@ def _second_stage(response: str, markers: Sequence[str], answer: Optional[Answer
     shown = shown or opinion.extracted[:MAX_LOGGED_CHARS]
     if opinion.equal:
         recheck = equivalent(opinion.extracted, gold_text)
-        if recheck.equal or not recheck.decided:
+        if recheck.equal or (recheck.parsed and not recheck.decided):
             return "correct", shown
-        return "incorrect", shown
+        return ("incorrect" if recheck.parsed else "parse_error"), shown
     return ("incorrect" if opinion.parsed else "parse_error"), shown

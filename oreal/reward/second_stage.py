@@ -8,8 +8,9 @@ kill-and-replace timeout and memory cap bound it like everything else; its own s
 timeouts are switched off (``parsing_timeout=None``, ``timeout_seconds=None``).
 
 Math-Verify is looser than our first stage in places (it rounds floats to 6 digits, reads
-``2516_6`` as ``2516``, ``2:30`` as 2/30), so a "correct" from it stands only if our first
-stage, given the answer Math-Verify extracted, does not decide otherwise.
+``2516_6`` as ``2516``, ``2:30`` as 2/30, a malformed matrix ``\\begin{pmatrix} 1 & \\\\
+\\end{matrix}`` as 1), so a "correct" from it stands only if our first stage, given the answer
+Math-Verify extracted, parses it and does not decide otherwise.
 
 What Math-Verify reads: our extracted answer when it came from a box (so the box rules of
 :mod:`oreal.reward.answers` stay ours), otherwise the end of the response after the thinking

@@ -185,6 +185,8 @@ SECOND_STAGE = [
     # Math-Verify rounds to 6 digits and says equal; our first stage, given its extraction, does not
     ("Therefore the probability is about 0.6666667.", r"\frac{2}{3}", "incorrect"),
     (r"\boxed{\frac{}", "5", "parse_error"),
+    # Math-Verify reads this malformed matrix as 1; we cannot read it at all
+    (r"\boxed{\begin{pmatrix} 1 & \\ \end{matrix}}", "1", "parse_error"),
 ]
 
 
