@@ -1,7 +1,9 @@
 """Rewards: answer extraction, equivalence checking, the grading pool and the LLM judge.
 
 ``grade(response, gold) -> Grade`` is the public entry; it is thread-safe and runs every
-check in a memory-capped worker process under a timeout.
+check in a memory-capped worker process under a timeout. How answers are read and compared
+(boxes, lists, labels, relations, numbers, and when Math-Verify is asked as a second stage)
+is stated in :mod:`oreal.reward.answers`.
 """
 
 from oreal.reward.checker import REASONS

@@ -104,7 +104,12 @@ def test_string_evaluation_is_disarmed_in_workers():
         "assert latex2sympy(r'\\frac{1}{2}') == sympy.Rational(1, 2)\n"
         "assert latex2sympy(r'3.25 + 2x') == sympy.Float('3.25') + 2 * sympy.Symbol('x')\n"
         "assert sympy.sympify('12') == 12\n"
-        "for f in (lambda: sympy.sympify('1+1'), lambda: sympy.S('x'), lambda: sympy.parse_expr('1+x'), lambda: sympy.sympify('__import__(\"os\")')):\n"
+        # arithmetic on numerals is built from the parse tree (Math-Verify extracts `2/3` from prose)
+        "assert sympy.sympify('(1/2) * (4/3) + 2**3') == sympy.Rational(26, 3)\n"
+        "assert abs(sympy.parse_expr('2/3.', evaluate=False).doit() - sympy.Rational(2, 3)) < 1e-15\n"
+        "for f in (lambda: sympy.S('x'), lambda: sympy.parse_expr('1+x'), lambda: sympy.sympify('__import__(\"os\")'),\n"
+        "          lambda: sympy.sympify('(1).__class__'), lambda: sympy.sympify('9**9**9'), lambda: sympy.sympify('2**1000'),\n"
+        "          lambda: sympy.sympify('[1][0]'), lambda: sympy.sympify('1 if 1 else 2')):\n"
         "    try:\n"
         "        f()\n"
         "    except UnsafeEvaluation:\n"
