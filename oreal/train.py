@@ -62,16 +62,16 @@ def main(dcfg: DictConfig) -> None:
         traceback.print_exc()
         print(f"oreal: {cfg.name} ({cfg.algo.name}, seed {cfg.seed}) failed; run folder {cfg.run_dir}", file=sys.stderr)
         _fail(EXIT_FAILED, exc)
-    if outcome in ("idle", "served"):
+    if outcome in ("idle", "served") or not _is_main_rank():
+        # only trainer rank 0 reports, and exits "stopped": with `srun --kill-on-bad-exit`, a
+        # non-zero exit of another rank would kill rank 0 before it has requeued the job
         return
     print(f"oreal: {cfg.name} ({cfg.algo.name}, seed {cfg.seed}) {outcome}; run folder {cfg.run_dir}", file=sys.stderr)
-    if outcome == "stopped" and _is_main_rank():
+    if outcome == "stopped":
         sys.exit(EXIT_STOPPED)
 
 
 def _is_main_rank() -> bool:
-    """Only trainer rank 0 exits "stopped": with ``srun --kill-on-bad-exit`` a non-zero exit of
-    another rank would kill rank 0 before it has requeued the job."""
     import os
 
     return os.environ.get("RANK", "0") == "0"

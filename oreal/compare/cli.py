@@ -44,10 +44,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (FileNotFoundError, LookupError, ValueError) as exc:
         print(f"oreal compare: {exc}", file=sys.stderr)
         return 2
+    failed = [r for r in runs if r.failed]
+    runs = [r for r in runs if not r.failed]  # a failed run is listed, never averaged in
+    if not runs:
+        print(f"oreal compare: every run failed:\n" + "\n".join(f"  {r.name}: {r.reason}" for r in failed), file=sys.stderr)
+        return 1
     summaries, budget = summarize(runs, args.metric, args.extra, args.tail)
     print(f"{len(runs)} runs, {len(summaries)} variants"
           + (f"; equal wall-clock = {budget:.0f} s (the fastest run's time)" if budget is not None else ""))
     print(markdown(summaries))
+    if failed:
+        print(f"\n{len(failed)} failed run(s), not in the table:")
+        for r in failed:
+            print(f"  {r.name} ({r.variant}, seed {r.seed}): {r.reason}")
     diffs = config_differences(runs)
     if diffs:
         print("\nconfig differences between variants:")

@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 import yaml
 
+from oreal.trainer.status import STATUS_FILE, read_status
 from oreal.trainer.tracking import MetricsLog
 
 # overrides that say where or how a run ran, not what it is
@@ -29,6 +30,12 @@ class Run:
     config: dict[str, Any]
     history: list[dict[str, float]] = field(default_factory=list)  # one row per logged step, "step" included
     overrides: list[str] = field(default_factory=list)
+    state: Optional[str] = None  # running / finished / stopped / failed (status.json, or the W&B run state)
+    reason: Optional[str] = None  # why it failed or stopped
+
+    @property
+    def failed(self) -> bool:
+        return self.state == "failed"
 
     def series(self, key: str, x: str = "step") -> tuple[list[float], list[float]]:
         """(x, y) for the rows that logged ``key`` (evaluations only happen every N steps)."""
@@ -48,17 +55,27 @@ def load_run(folder: Path) -> Run:
     overrides = yaml.safe_load(overrides_path.read_text()) if overrides_path.exists() else []
     seed = int(config.get("seed", 0))
     overrides = list(overrides or [])
-    return Run(folder.name, variant_of(overrides), seed, config, MetricsLog(folder / "metrics.jsonl").read(), overrides)
+    status = read_status(folder)
+    return Run(folder.name, variant_of(overrides), seed, config, MetricsLog(folder / "metrics.jsonl").read(), overrides,
+               status.state if status else None, status.reason if status else None)
 
 
-def load_local(sweep: Path) -> list[Run]:
-    """Every run folder under ``sweep`` (itself included), in name order."""
+def run_folders(sweep: Path) -> list[Path]:
+    """Every run folder under ``sweep`` (itself included), in name order: a folder holding
+    ``metrics.jsonl`` or ``status.json`` (a run that failed before its first step has only
+    the latter)."""
     sweep = Path(sweep)
     if not sweep.exists():
         raise FileNotFoundError(f"no sweep folder {sweep}")
-    folders = sorted({p.parent for p in sweep.rglob("metrics.jsonl")})
+    folders = sorted({p.parent for name in ("metrics.jsonl", STATUS_FILE) for p in sweep.rglob(name)})
     if not folders:
-        raise FileNotFoundError(f"no run under {sweep}: a run folder holds metrics.jsonl")
+        raise FileNotFoundError(f"no run under {sweep}: a run folder holds metrics.jsonl or {STATUS_FILE}")
+    return folders
+
+
+def load_local(sweep: Path) -> list[Run]:
+    """Every run under ``sweep``, in name order."""
+    folders = run_folders(sweep)
     runs = [load_run(f) for f in folders]
     shared = frozenset.intersection(*(frozenset(r.overrides) for r in runs)) if len(runs) > 1 else frozenset()
     for r in runs:
@@ -77,7 +94,8 @@ def load_wandb(project: str, group: Optional[str] = None, api: Any = None) -> li
     for r in api.runs(project, filters=filters):
         config = dict(r.config)
         history = [dict(row, step=row.get("_step", row.get("step"))) for row in r.scan_history()]
-        runs.append(Run(r.name, r.job_type or "default", int(config.get("seed", 0)), config, history))
+        state = "failed" if r.state in ("failed", "crashed") else r.state
+        runs.append(Run(r.name, r.job_type or "default", int(config.get("seed", 0)), config, history, state=state))
     if not runs:
         raise LookupError(f"no W&B run in {project}" + (f" with group {group!r}" if group else ""))
     return runs

@@ -57,4 +57,7 @@ def main(argv: Sequence[str], timeout_s: float = 300.0) -> int:
           f"results are collected by pid {proc.pid} (detached), log {log}")
     for point in points:
         print(f"  {point}")
+    sweep = SWEEP_DIR.search(text)
+    if sweep:
+        print(f"outcome of each run: `oreal status {sweep.group(1)}` (sacct shows FAILED for a run that failed)")
     return 0

@@ -22,6 +22,7 @@ from oreal.engines.protocols import RolloutEngine
 from oreal.reward import build_grader
 from oreal.trainer.checkpoint import CheckpointManager
 from oreal.trainer.ranks import SharedRollout, SpreadGrader, broadcast_from_main, grading_workers
+from oreal.trainer.status import slurm_job
 from oreal.trainer.tracking import Tracker, git_sha, redact
 
 RUN_ID_FILE = "wandb_run_id"
@@ -31,7 +32,9 @@ def starting_model(cfg: Config, progress: bool = True) -> str:
     """The checkpoint RL starts from: the configured model (built locally for the tiny sizes),
     warm-started by SFT when ``trainer.sft.enabled``."""
     if not cfg.model.build_locally:
-        return cfg.model.path
+        from oreal.engines.model_files import resolve_model_path
+
+        return resolve_model_path(cfg.model.path, cfg.cache_dir)
     from oreal.engines.tiny import ensure_tiny
     from oreal.trainer.sft import warm_start
 
@@ -53,7 +56,8 @@ def write_run_files(cfg: Config, run_dir: Path, model_path: str) -> dict:
 
     info = {"git_sha": git_sha(), "model_path": model_path, "host": socket.gethostname(),
             "slurm": {k: os.environ[v] for k, v in (("job_id", "SLURM_JOB_ID"), ("node", "SLURMD_NODENAME"),
-                                                    ("restart", "SLURM_RESTART_COUNT")) if v in os.environ},
+                                                    ("restart", "SLURM_RESTART_COUNT")) if v in os.environ}
+            | ({"job": slurm_job()} if slurm_job() else {}),
             "train_data_sha256": {name: content_hash(load_source(src, cfg.data.cpu_task)) for name, src in cfg.data.train.items()}}
     (run_dir / "config.yaml").write_text(yaml.safe_dump(redact(dataclasses.asdict(cfg)), sort_keys=False))
     (run_dir / "run_info.json").write_text(json.dumps(info, indent=2))

@@ -6,10 +6,11 @@ signal that reaches one task stops all of them after the same step.
 
 Slurm signals every process of a job step, children included: the grading workers, the
 checkpoint writer's helper process, engine workers. The entry point therefore blocks the stop
-signals for the whole process before anything starts (:func:`receive_stop_signals`): every
-child inherits the blocked mask and keeps working, and one thread of the entry process waits
-for the signals and reports them. Without it (a library call of the trainer), the trainer
-installs plain handlers instead.
+signals in its main thread before it starts anything (:func:`receive_stop_signals`): every
+child started afterwards inherits the blocked mask and keeps working, one thread waits for
+the signals and reports them, and a handler catches those delivered to a thread that already
+existed (importing torch starts one), whose default action would kill the process. Without
+it (a library call of the trainer), the trainer installs plain handlers instead.
 """
 
 from __future__ import annotations
@@ -27,15 +28,19 @@ class _Receiver:
     def __init__(self):
         self.received: Optional[int] = None
         self.listeners: list[Callable[[int], None]] = []
+        for s in STOP_SIGNALS:
+            signal.signal(s, lambda signum, frame: self._report(signum))
         signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         threading.Thread(target=self._wait, name="oreal-stop-signals", daemon=True).start()
 
     def _wait(self) -> None:
         while True:
-            signum = signal.sigwait(STOP_SIGNALS)
-            self.received = signum
-            for listener in list(self.listeners):
-                listener(signum)
+            self._report(signal.sigwait(STOP_SIGNALS))
+
+    def _report(self, signum: int) -> None:
+        self.received = signum
+        for listener in list(self.listeners):
+            listener(signum)
 
 
 _receiver: Optional[_Receiver] = None

@@ -34,6 +34,14 @@ def incarnation() -> dict[str, str]:
     return {"job_id": job, "restart": os.environ.get("SLURM_RESTART_COUNT", "0")}
 
 
+def slurm_job() -> Optional[str]:
+    """The job as ``sacct``/``scancel`` name it: ``<array job>_<task>`` for an array task (its
+    raw ``SLURM_JOB_ID`` can equal the array's own id, which names every task), else the id."""
+    if os.environ.get("SLURM_ARRAY_JOB_ID") and os.environ.get("SLURM_ARRAY_TASK_ID"):
+        return f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+    return os.environ.get("SLURM_HET_JOB_ID") or os.environ.get("SLURM_JOB_ID")
+
+
 @dataclass(frozen=True)
 class RunStatus:
     state: str
@@ -45,6 +53,7 @@ class RunStatus:
     job_id: str = "local"
     restart: str = "0"
     time: float = 0.0
+    slurm_job: Optional[str] = None  # what sacct / scancel take
 
     def same_incarnation(self) -> bool:
         return {"job_id": self.job_id, "restart": self.restart} == incarnation()
@@ -71,7 +80,8 @@ def write_status(run_dir: Path, state: str, *, step: Optional[int] = None, reaso
     current = read_status(run_dir)
     if current is not None and current.state == "failed" and current.same_incarnation():
         return False
-    status = RunStatus(state, step, reason, task, socket.gethostname(), os.getpid(), **incarnation(), time=time.time())
+    status = RunStatus(state, step, reason, task, socket.gethostname(), os.getpid(), **incarnation(), time=time.time(),
+                       slurm_job=slurm_job())
     run_dir.mkdir(parents=True, exist_ok=True)
     tmp = run_dir / f".{STATUS_FILE}.{socket.gethostname()}-{os.getpid()}"
     tmp.write_text(json.dumps(asdict(status), indent=2) + "\n")

@@ -57,3 +57,11 @@ def run_info(path) -> dict:
             config = {item.key: json.loads(item.value_json) for item in r.run.config.update}
             return {"id": r.run.run_id, "group": r.run.run_group, "job_type": r.run.job_type, "config": config}
     raise AssertionError(f"no run record in {path}")
+
+
+def exit_code(path) -> int | None:
+    """The exit code the run finished with (None: the file has no exit record)."""
+    for r in records(path):
+        if r.WhichOneof("record_type") == "exit":
+            return r.exit.exit_code
+    return None

@@ -405,14 +405,19 @@ class MegatronPolicyEngine:
 
     def save(self, directory: Path) -> None:
         """Every rank writes only its own shards (Megatron ``dist_checkpointing``, torch_dist
-        format) into ``directory/engine``; rank 0 adds the common state."""
+        format) into ``directory/engine``; rank 0 adds the common state. Tensors replicated
+        over data-parallel ranks are written once, the writing spread over those ranks."""
         from megatron.core import dist_checkpointing
+        from megatron.core import parallel_state as ps
+        from megatron.core.dist_checkpointing.serialization import get_default_save_sharded_strategy
+        from megatron.core.dist_checkpointing.strategies.fully_parallel import FullyParallelSaveStrategyWrapper
 
         target = Path(directory) / "engine"
         if self.layout.rank == 0:
             target.mkdir(parents=True, exist_ok=True)
         dist.barrier()
-        dist_checkpointing.save(self._sharded_state(), str(target))
+        strategy = FullyParallelSaveStrategyWrapper(get_default_save_sharded_strategy(), ps.get_data_parallel_group())
+        dist_checkpointing.save(self._sharded_state(), str(target), sharded_strategy=strategy)
 
     def load(self, directory: Path) -> None:
         """Each rank reads the pieces of its own shards, resharding from whatever layout wrote them."""
