@@ -2,7 +2,7 @@
 (an import-linter contract in CI enforces it)."""
 
 from oreal.algo.advantages import ADVANTAGE_ESTIMATORS, compute_advantages
-from oreal.algo.filters import OREAL_BANDS, PassRateBand, difficulty_repeats, filter_trajectories
+from oreal.algo.filters import OREAL_BANDS, PassRateBand, difficulty_repeats, filter_trajectories, kept_sample_metrics
 from oreal.algo.kl import KL_ESTIMATORS, kl_per_token
 from oreal.algo.losses import (
     LossOutput,
@@ -48,6 +48,7 @@ __all__ = [
     "difficulty_repeats",
     "filter_trajectories",
     "get_variant",
+    "kept_sample_metrics",
     "kl_per_token",
     "oreal_loss",
     "policy_gradient_loss",
