@@ -162,6 +162,8 @@ def _trainer(cfg: Config) -> None:
             raise ValueError(f"trainer.{name}.min_lr={o.min_lr} must be in [0, trainer.{name}.lr={o.lr}]")
         if o.warmup_steps < 0 or o.max_grad_norm <= 0:
             raise ValueError(f"trainer.{name}: warmup_steps must be >= 0 and max_grad_norm > 0")
+        if len(o.betas) != 2 or not all(0 <= b < 1 for b in o.betas):
+            raise ValueError(f"trainer.{name}.betas={list(o.betas)} must be two numbers in [0, 1), e.g. [0.9, 0.999]")
 
 
 @check
