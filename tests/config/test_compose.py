@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +18,12 @@ def options(group):
 
 ALL = [(g, o) for g in GROUPS for o in options(g)]
 # values that only exist at run time and have no sensible default
-REQUIRED = {("rollout", "replay"): ["rollout.replay_path=responses.jsonl"]}
+PASSRATE_SAMPLE = Path(__file__).with_name("passrate_sample.jsonl")  # `oreal passrate` output, 4 rows
+REQUIRED = {
+    ("rollout", "replay"): ["rollout.replay_path=responses.jsonl"],
+    # its pass-rate file is made by a command when the study runs (the config names it)
+    ("experiment", "ablation_ladder_paper_regime"): [f"data.train.cpu_task.path={PASSRATE_SAMPLE}"],
+}
 
 
 def test_groups_cover_every_independent_choice():
@@ -40,7 +46,7 @@ def test_every_option_composes_and_validates(group, option):
 @pytest.mark.parametrize("experiment", options("experiment"))
 @pytest.mark.parametrize("algo", sorted(LOSS_VARIANTS))
 def test_every_experiment_runs_every_loss_variant(experiment, algo):
-    cfg = load_config([f"experiment={experiment}", f"algo={algo}"])
+    cfg = load_config([f"experiment={experiment}", f"algo={algo}", *REQUIRED.get(("experiment", experiment), [])])
     assert cfg.algo.name == algo
 
 
@@ -88,6 +94,13 @@ BAD = [
     (["algo=grpo_token_rm", "algo.actor_freeze_steps=240"], r"^algo\.actor_freeze_steps=240 must be in \[0, trainer\.num_steps=240\)"),
     (["trainer.token_rm_optim.betas=[0.9,1.0]"], r"^trainer\.token_rm_optim\.betas=\[0\.9, 1\.0\] must be two numbers in \[0, 1\)"),
     (["trainer.policy_optim.betas=[0.9]"], r"^trainer\.policy_optim\.betas"),
+    (["data.difficulty_balance=true"], r"^data\.train\.cpu_task\.fields\.pass_rate is not set, but data\.difficulty_balance=true"),
+    (["data.train.cpu_task.levels=[]"], r"^data\.train\.cpu_task\.levels is empty"),
+    (["data=math_train", "data.train.math_train.fields.level=null", "data.train.math_train.levels=[5]"],
+     r"^data\.train\.math_train\.levels=\['5'\] needs data\.train\.math_train\.fields\.level"),
+    (["experiment=ablation_ladder_paper_regime"],
+     r"^data\.train\.cpu_task\.path=runs/ablation_ladder_paper_regime/passrates_warm\.jsonl does not exist; "
+     r"make it with: bash experiments/ablation_ladder/passrates\.sh$"),
     (["model=nope"], r"Could not find 'model/nope'"),
 ]
 
@@ -147,3 +160,11 @@ def test_reference_optimiser_row():
     row4 = load_config(["experiment=ablation_ladder", "ladder=4_token_rm"])
     assert cfg.algo == row4.algo and list(row4.trainer.policy_optim.betas) == [0.9, 0.95]
 
+
+def test_paper_regime_keeps_the_ladders_warm_start_and_budget():
+    paper = load_config(["experiment=ablation_ladder_paper_regime", f"data.train.cpu_task.path={PASSRATE_SAMPLE}"])
+    ladder = load_config(["experiment=ablation_ladder"])
+    assert paper.data.cpu_task == ladder.data.cpu_task and paper.trainer.sft == ladder.trainer.sft  # the SFT cache key
+    assert paper.trainer.num_steps == ladder.trainer.num_steps == 48
+    assert paper.data.difficulty_balance and paper.data.eval.keys() == ladder.data.eval.keys()
+    assert [(b.low, b.high, b.repeat) for b in paper.data.pass_rate_bands] == [(0.0, 0.2, 6), (0.2, 0.4, 4), (0.4, 0.6, 4), (0.6, 0.8, 2)]
