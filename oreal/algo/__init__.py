@@ -2,14 +2,23 @@
 (an import-linter contract in CI enforces it)."""
 
 from oreal.algo.advantages import ADVANTAGE_ESTIMATORS, compute_advantages
-from oreal.algo.filters import OREAL_BANDS, PassRateBand, difficulty_repeats, filter_trajectories
+from oreal.algo.filters import OREAL_BANDS, PassRateBand, difficulty_repeats, filter_trajectories, kept_sample_metrics
 from oreal.algo.kl import KL_ESTIMATORS, kl_per_token
-from oreal.algo.losses import LossOutput, TokenCounts, count_tokens, oreal_loss, policy_gradient_loss, token_rm_loss
+from oreal.algo.losses import (
+    LossOutput,
+    TokenCounts,
+    count_tokens,
+    oreal_loss,
+    policy_gradient_loss,
+    token_rm_loss,
+    token_weighted_policy_gradient_loss,
+)
 from oreal.algo.token_weights import running_mean, token_weights
 from oreal.algo.variants import (
     LOSS_VARIANTS,
     AlgoConfig,
     GRPOConfig,
+    GRPOTokenRMConfig,
     LossInputs,
     OrealConfig,
     OrealNoTokenRMConfig,
@@ -25,6 +34,7 @@ __all__ = [
     "OREAL_BANDS",
     "AlgoConfig",
     "GRPOConfig",
+    "GRPOTokenRMConfig",
     "LossInputs",
     "LossOutput",
     "OrealConfig",
@@ -38,10 +48,12 @@ __all__ = [
     "difficulty_repeats",
     "filter_trajectories",
     "get_variant",
+    "kept_sample_metrics",
     "kl_per_token",
     "oreal_loss",
     "policy_gradient_loss",
     "running_mean",
     "token_rm_loss",
+    "token_weighted_policy_gradient_loss",
     "token_weights",
 ]

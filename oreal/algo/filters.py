@@ -62,6 +62,50 @@ def filter_trajectories(rewards: torch.Tensor, mode: str, generator: Optional[to
     return fn(rewards, generator)
 
 
+# A group's net below this is negative; exactly balanced pairs (GRPO at pass rate 1/2) are not.
+NET_NEGATIVE_TOL = 1e-6
+
+
+def kept_sample_metrics(
+    rewards: torch.Tensor,
+    advantages: torch.Tensor,
+    keep: torch.Tensor,
+    *,
+    positive_factor: float = 1.0,
+    negative_factor: float = 1.0,
+    pos_mult_adv: bool = True,
+) -> dict[str, torch.Tensor]:
+    """What the trained subset of a step pushes, group by group (all inputs ``[num_groups, K]``).
+
+    Each kept sample's signed weight is what the loss scales its log-likelihood gradient by,
+    before token weights and token normalisation: ``negative_factor * A`` for a negative
+    sample (``r <= 0``), ``positive_factor * A`` for a positive one (``positive_factor`` alone
+    when the loss does not multiply positives by their advantage). A group's net is the sum
+    of its kept samples' weights. With the pair filter, RLOO advantages, K samples of which c
+    are correct and OREAL's factors (1, 0.5), the net is ``(2K - 3c) / (K - 1)``: negative for
+    c > 2K/3, so an easy group pushes the policy down on balance.
+
+    Returns (0-dim tensors): ``train/num_kept_groups`` (groups with a kept sample),
+    ``advantage/kept_weighted_mean`` (mean weight over kept samples), ``advantage/kept_group_net``
+    (mean net over kept groups) and ``advantage/kept_group_net_negative_frac`` (the share of kept
+    groups whose net is below ``-NET_NEGATIVE_TOL``); all 0 when nothing is kept.
+    """
+    adv = advantages.double()
+    positive = rewards > 0
+    pos_weight = positive_factor * adv if pos_mult_adv else torch.full_like(adv, positive_factor)
+    weight = torch.where(positive, pos_weight, negative_factor * adv) * keep
+    kept_groups = keep.any(dim=-1)
+    num_groups = kept_groups.sum()
+    net = weight.sum(dim=-1)[kept_groups]
+    zero = adv.new_zeros(())
+    return {
+        "train/num_kept_groups": num_groups.to(adv.dtype),
+        "advantage/kept_weighted_mean": weight.sum() / keep.sum() if keep.any() else zero,
+        "advantage/kept_group_net": net.mean() if num_groups else zero,
+        "advantage/kept_group_net_negative_frac": (net < -NET_NEGATIVE_TOL).to(adv.dtype).mean() if num_groups else zero,
+    }
+
+
 @dataclass(frozen=True)
 class PassRateBand:
     """Prompts with ``low <= pass_rate < high`` are repeated ``repeat`` times."""

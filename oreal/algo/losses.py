@@ -130,7 +130,9 @@ def oreal_loss(
     ``rm_scores`` (the token RM's logits, ``[B, T]``, with their own gradient) the weights come
     from :func:`token_weights` and the RM gets ``rm_loss = sum_b BCE(mean_t s_bt, 1[r_b > 0]) /
     num_sequences``; with ``rm_scores=None`` all weights are 1 and ``rm_loss`` is None.
-    ``rescale="topk"`` uses the ``*_topk_ratio`` arguments instead of the thresholds.
+    ``rescale="topk"`` uses the ``*_topk_ratio`` arguments instead of the thresholds;
+    ``rescale="uniform"`` makes every weight 1 (the RM is trained but unused: the policy loss is
+    exactly the ``rm_scores=None`` one).
     """
     m = mask.to(logprobs.dtype)
     positive = (rewards > 0).to(logprobs.dtype)
@@ -140,11 +142,10 @@ def oreal_loss(
         w_pos = w_neg = m
     else:
         params = (correct_threshold, incorrect_threshold) if rescale == "threshold" else (correct_topk_ratio, incorrect_topk_ratio)
-        w_pos, w_neg = token_weights(rm_scores, mask, rescale=rescale, correct_param=params[0], incorrect_param=params[1])
-        rm_loss, rm_metrics = token_rm_loss(rm_scores, mask, rewards, num_sequences=num_sequences)
-        metrics.update(rm_metrics)
-        metrics["token_rm/weight_pos"] = (w_pos * positive[:, None]).sum() / _safe(num_positive_tokens)
-        metrics["token_rm/weight_neg"] = (w_neg * (1 - positive)[:, None]).sum() / _safe(num_negative_tokens)
+        w_pos, w_neg, rm_loss, metrics = token_rm_terms(
+            rm_scores, mask, rewards, num_positive_tokens=num_positive_tokens, num_negative_tokens=num_negative_tokens,
+            num_sequences=num_sequences, rescale=rescale, correct_param=params[0], incorrect_param=params[1],
+        )
 
     bc = (w_pos * -logprobs * m).sum(dim=-1)
     if pos_mult_adv:
@@ -165,6 +166,33 @@ def oreal_loss(
     return LossOutput(policy_loss=loss_pos + loss_neg + loss_kl, rm_loss=rm_loss, metrics=metrics)
 
 
+def token_rm_terms(
+    rm_scores: torch.Tensor,
+    mask: torch.Tensor,
+    rewards: torch.Tensor,
+    *,
+    num_positive_tokens: int,
+    num_negative_tokens: int,
+    num_sequences: int,
+    rescale: str,
+    correct_param: float,
+    incorrect_param: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """``(w_pos, w_neg, rm_loss, metrics)``: the token weights (:func:`token_weights`), the RM's
+    outcome loss (:func:`token_rm_loss`) and what they look like on this step.
+
+    ``token_rm/weight_pos`` is the mean weight over the step's positive samples' tokens,
+    ``token_rm/weight_neg`` over the negative samples' tokens (global counts, so they add up
+    over micro-batches like the losses).
+    """
+    w_pos, w_neg = token_weights(rm_scores, mask, rescale=rescale, correct_param=correct_param, incorrect_param=incorrect_param)
+    rm_loss, metrics = token_rm_loss(rm_scores, mask, rewards, num_sequences=num_sequences)
+    positive = (rewards > 0).to(w_pos.dtype)[:, None]
+    metrics["token_rm/weight_pos"] = (w_pos * positive).sum() / _safe(num_positive_tokens)
+    metrics["token_rm/weight_neg"] = (w_neg * (1 - positive)).sum() / _safe(num_negative_tokens)
+    return w_pos, w_neg, rm_loss, metrics
+
+
 def token_rm_loss(
     rm_scores: torch.Tensor, mask: torch.Tensor, rewards: torch.Tensor, *, num_sequences: int
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -179,7 +207,7 @@ def token_rm_loss(
     label = (rewards > 0).to(scores.dtype)
     n = _safe(num_sequences)
     loss = F.binary_cross_entropy_with_logits(seq_logit, label, reduction="sum") / n
-    correct = ((seq_logit.detach() > 0).to(label.dtype) == label).float().sum() / n
+    correct = ((seq_logit.detach() > 0).to(label.dtype) == label).to(label.dtype).sum() / n
     return loss, {"loss/token_rm": loss.detach(), "token_rm/accuracy": correct}
 
 
@@ -192,15 +220,19 @@ def policy_gradient_loss(
     num_action_tokens: int,
     kl_coef: float = 0.01,
     kl_estimator: str = "k3",
+    weights: Optional[torch.Tensor] = None,
 ) -> LossOutput:
     """On-policy REINFORCE-style loss shared by REINFORCE, GRPO and RLOO (they differ only in
     the advantage estimator)::
 
-        L = -sum_{b,t} exp(logp - sg(logp)) * A_b / N_action + kl_coef * sum KL / N_action
+        L = -sum_{b,t} exp(logp - sg(logp)) * A_b * w_bt / N_action + kl_coef * sum KL / N_action
 
-    The ratio is exactly 1 (one update per rollout), so the gradient is ``-A grad logp / N``.
+    The ratio is exactly 1 (one update per rollout), so the gradient is ``-A w grad logp / N``.
+    ``weights`` (``[B, T]``, no gradient) are per-token weights; None means 1 on every token.
     """
     m = mask.to(logprobs.dtype)
+    if weights is not None:
+        m = m * weights.to(logprobs.dtype)
     ratio = torch.exp(logprobs - logprobs.detach())
     loss_pg = -(ratio * advantages[:, None] * m).sum() / _safe(num_action_tokens)
     loss_kl, metrics = kl_loss(
@@ -209,3 +241,43 @@ def policy_gradient_loss(
     metrics["loss/policy_gradient"] = loss_pg.detach()
     metrics["loss/kl"] = loss_kl.detach()
     return LossOutput(policy_loss=loss_pg + loss_kl, metrics=metrics)
+
+
+def token_weighted_policy_gradient_loss(
+    *,
+    logprobs: torch.Tensor,
+    ref_logprobs: Optional[torch.Tensor],
+    rm_scores: torch.Tensor,
+    mask: torch.Tensor,
+    rewards: torch.Tensor,
+    advantages: torch.Tensor,
+    num_positive_tokens: int,
+    num_negative_tokens: int,
+    num_action_tokens: int,
+    num_sequences: int,
+    kl_coef: float = 0.01,
+    kl_estimator: str = "k3",
+    rescale: str = "threshold",
+    correct_param: float = 0.5,
+    incorrect_param: float = 0.5,
+) -> LossOutput:
+    """:func:`policy_gradient_loss` with OREAL's token weights: the GRPO-style counterpart of
+    ladder row 4, so that the token RM's effect can be measured on either loss::
+
+        L = -sum_{b,t} exp(logp - sg(logp)) * A_b * w_bt / N_action + KL term
+
+    with ``w = w+`` on positive samples (``r > 0``) and ``w-`` on the others, from
+    :func:`token_weights`; the token RM gets the same ``rm_loss`` as in :func:`oreal_loss`.
+    With ``rescale="uniform"`` every weight is 1 and the policy loss is exactly
+    :func:`policy_gradient_loss`'s.
+    """
+    w_pos, w_neg, rm_loss, rm_metrics = token_rm_terms(
+        rm_scores, mask, rewards, num_positive_tokens=num_positive_tokens, num_negative_tokens=num_negative_tokens,
+        num_sequences=num_sequences, rescale=rescale, correct_param=correct_param, incorrect_param=incorrect_param,
+    )
+    weights = torch.where((rewards > 0)[:, None], w_pos, w_neg)
+    out = policy_gradient_loss(logprobs=logprobs, ref_logprobs=ref_logprobs, mask=mask, advantages=advantages,
+                               num_action_tokens=num_action_tokens, kl_coef=kl_coef, kl_estimator=kl_estimator, weights=weights)
+    out.rm_loss = rm_loss
+    out.metrics.update(rm_metrics)
+    return out

@@ -5,7 +5,9 @@ The token RM emits one logit ``s_t`` per response position. Its running mean
 estimate that the sample is correct given its first t tokens. Positive samples weight
 their behaviour-cloning loss by how much each token raised that estimate
 (``w+`` from ``p``), negative samples weight their policy-gradient loss by ``w-`` from
-``1 - p``. All functions here take ``[B, T]`` tensors and a bool ``mask`` over the
+``1 - p``. ``uniform`` gives every response token weight 1: the token RM is still trained
+but its scores do not touch the policy loss (the ablation control that separates the RM's
+weights from the rest of full OREAL). All functions here take ``[B, T]`` tensors and a bool ``mask`` over the
 response tokens (contiguous per row) and return ``[B, T]`` with zeros off the mask.
 """
 
@@ -48,6 +50,12 @@ def threshold_rescale(prob: torch.Tensor, mask: torch.Tensor, threshold: float) 
     return ((prob - threshold) / (1.0 - threshold)).clamp(0.0, 1.0) * mask.to(prob.dtype)
 
 
+@register_rescale("uniform")
+def uniform_rescale(prob: torch.Tensor, mask: torch.Tensor, param: float) -> torch.Tensor:
+    """1 on every response token whatever the RM says (``param`` is ignored)."""
+    return mask.to(prob.dtype)
+
+
 @register_rescale("topk")
 def topk_rescale(prob: torch.Tensor, mask: torch.Tensor, ratio: float) -> torch.Tensor:
     """Keep the top ``floor(n * ratio)`` tokens of each row (n = its response length) by
@@ -83,8 +91,9 @@ def token_weights(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(w_pos, w_neg)``, both ``[B, T]`` and without gradient.
 
-    ``rescale`` is ``"threshold"`` (params are thresholds) or ``"topk"`` (params are ratios);
-    ``w_pos`` rescales ``p_t``, ``w_neg`` rescales ``1 - p_t``.
+    ``rescale`` is ``"threshold"`` (params are thresholds), ``"topk"`` (params are ratios) or
+    ``"uniform"`` (params ignored, every weight 1); ``w_pos`` rescales ``p_t``, ``w_neg``
+    rescales ``1 - p_t``.
     """
     try:
         fn = RESCALERS[rescale]

@@ -4,15 +4,21 @@ Each variant is a small config dataclass (plain, no Hydra) plus a function that 
 micro-batch of :class:`LossInputs` and the step's :class:`TokenCounts` into a
 :class:`LossOutput`. The trainer only ever calls ``get_variant(cfg.name).loss(cfg, ...)``.
 
-| ladder row (paper Table 2)                     | variant             |
-|------------------------------------------------|---------------------|
-| 1. REINFORCE, binary reward                    | ``reinforce``       |
-| 2. + reward shaping (group-relative; GRPO)     | ``grpo``            |
-| 3. + behaviour cloning on positives            | ``oreal_no_token_rm`` |
-| 4. + token-level RM importance weights         | ``oreal``           |
-| baseline: RLOO                                 | ``rloo``            |
+| ladder row (paper Table 2)                      | variant               |
+|-------------------------------------------------|-----------------------|
+| 1. REINFORCE, binary reward                     | ``reinforce``         |
+| 2. + reward shaping (group-relative; GRPO)      | ``grpo``              |
+| 3. + behaviour cloning on positives             | ``oreal_no_token_rm`` |
+| 4. + token-level RM importance weights          | ``oreal``             |
+| baseline: RLOO                                  | ``rloo``              |
+| row 2 with row 4's token weights (factor table) | ``grpo_token_rm``     |
 
 (Row 5, skill-based enhancement, is a data-side option and not a loss.)
+
+Row 4 differs from row 3 in three ways, each a field of its own so that they can be added one
+at a time (``conf/ladder/3a_*`` .. ``3c_*``, and ``2a_*`` .. ``2d_*`` for the GRPO loss):
+``filter`` (``none`` / ``drop_uniform`` / ``pair``), ``actor_freeze_steps`` and the token
+weights' ``rescale`` (``threshold`` / ``topk`` / ``uniform``: the RM trained but every weight 1).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import Callable, Optional
 
 import torch
 
-from oreal.algo.losses import LossOutput, TokenCounts, oreal_loss, policy_gradient_loss
+from oreal.algo.losses import LossOutput, TokenCounts, oreal_loss, policy_gradient_loss, token_weighted_policy_gradient_loss
 
 
 @dataclass
@@ -63,6 +69,12 @@ class AlgoConfig:
     def uses_reference(self) -> bool:
         return self.kl_coef != 0
 
+    @property
+    def sample_weighting(self) -> dict:
+        """How the loss scales a trained sample's advantage, by class (the arguments of
+        :func:`oreal.algo.filters.kept_sample_metrics`): 1 for both in a plain policy gradient."""
+        return {"positive_factor": 1.0, "negative_factor": 1.0, "pos_mult_adv": True}
+
 
 @dataclass
 class ReinforceConfig(AlgoConfig):
@@ -93,15 +105,19 @@ class OrealNoTokenRMConfig(AlgoConfig):
     negative_loss_factor: float = 0.5
     pos_mult_adv: bool = True
 
+    @property
+    def sample_weighting(self) -> dict:
+        return {"positive_factor": self.positive_loss_factor, "negative_factor": self.negative_loss_factor,
+                "pos_mult_adv": self.pos_mult_adv}
+
 
 @dataclass
-class OrealConfig(OrealNoTokenRMConfig):
-    """Full OREAL: token-RM weights, pair filter, and the token RM trained alone for the first
-    ``actor_freeze_steps`` steps. ``rescale`` is ``threshold`` or ``topk``."""
+class TokenWeightFields:
+    """The fields of a variant that trains a token RM and weights the policy loss's tokens by
+    it (mixed into that variant's config). ``rescale``: ``threshold`` (the ``*_threshold``
+    fields), ``topk`` (the ``*_topk_ratio`` fields) or ``uniform`` (every weight 1: the RM is
+    trained, and can freeze the actor, but does not touch the policy loss)."""
 
-    name: str = "oreal"
-    filter: str = "pair"
-    actor_freeze_steps: int = 10
     rescale: str = "threshold"
     correct_threshold: float = 0.5
     incorrect_threshold: float = 0.5
@@ -111,6 +127,32 @@ class OrealConfig(OrealNoTokenRMConfig):
     @property
     def uses_token_rm(self) -> bool:
         return True
+
+    @property
+    def weight_params(self) -> tuple[float, float]:
+        """The (correct, incorrect) parameters of the chosen rescale (ignored by ``uniform``)."""
+        if self.rescale == "threshold":
+            return self.correct_threshold, self.incorrect_threshold
+        return self.correct_topk_ratio, self.incorrect_topk_ratio
+
+
+@dataclass
+class OrealConfig(TokenWeightFields, OrealNoTokenRMConfig):
+    """Full OREAL: token-RM weights, pair filter, and the token RM trained alone for the first
+    ``actor_freeze_steps`` steps."""
+
+    name: str = "oreal"
+    filter: str = "pair"
+    actor_freeze_steps: int = 10
+
+
+@dataclass
+class GRPOTokenRMConfig(TokenWeightFields, GRPOConfig):
+    """GRPO's loss with OREAL's token weights (w+ on positive samples, w- on negative ones):
+    the GRPO-style counterpart of row 4 for the factor table. No filter and no freeze by
+    default, so that each factor is added explicitly."""
+
+    name: str = "grpo_token_rm"
 
 
 LossFn = Callable[[AlgoConfig, LossInputs, TokenCounts], LossOutput]
@@ -178,6 +220,30 @@ def _oreal_with_token_rm(cfg: OrealConfig, batch: LossInputs, counts: TokenCount
         incorrect_threshold=cfg.incorrect_threshold,
         correct_topk_ratio=cfg.correct_topk_ratio,
         incorrect_topk_ratio=cfg.incorrect_topk_ratio,
+    )
+
+
+@register_variant("grpo_token_rm", GRPOTokenRMConfig)
+def _grpo_token_rm(cfg: GRPOTokenRMConfig, batch: LossInputs, counts: TokenCounts) -> LossOutput:
+    if batch.rm_scores is None:
+        raise ValueError("the 'grpo_token_rm' variant needs token-RM scores; use 'grpo' to run without one")
+    correct, incorrect = cfg.weight_params
+    return token_weighted_policy_gradient_loss(
+        logprobs=batch.logprobs,
+        ref_logprobs=batch.ref_logprobs,
+        rm_scores=batch.rm_scores,
+        mask=batch.mask,
+        rewards=batch.rewards,
+        advantages=batch.advantages,
+        num_positive_tokens=counts.num_positive_tokens,
+        num_negative_tokens=counts.num_negative_tokens,
+        num_action_tokens=counts.num_action_tokens,
+        num_sequences=counts.num_sequences,
+        kl_coef=cfg.kl_coef,
+        kl_estimator=cfg.kl_estimator,
+        rescale=cfg.rescale,
+        correct_param=correct,
+        incorrect_param=incorrect,
     )
 
 

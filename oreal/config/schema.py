@@ -72,6 +72,12 @@ class SourceConfig:
     sha256: Optional[str] = None
     limit: Optional[int] = None
     fields: FieldMap = field(default_factory=FieldMap)
+    # keep only prompts whose level (``fields.level``) is one of these; None keeps all. Two
+    # sources on one file with different levels and weights give any level mix.
+    levels: Optional[list[str]] = None
+    # a file made by a command (e.g. `oreal passrate`): when it is missing, the config fails
+    # with this command in the message instead of a bare file-not-found at run time
+    produced_by: Optional[str] = None
 
 
 @dataclass

@@ -6,12 +6,13 @@ the fix, so a bad sweep point fails before it is submitted, in one line.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable, Iterable
 
 from oreal.algo import ADVANTAGE_ESTIMATORS, KL_ESTIMATORS, get_variant
 from oreal.algo.filters import TRAJECTORY_FILTERS
 from oreal.algo.token_weights import RESCALERS
-from oreal.config.schema import DTYPES, POLICY_ENGINES, ROLLOUT_ENGINES, WANDB_MODES, Config
+from oreal.config.schema import DTYPES, POLICY_ENGINES, ROLLOUT_ENGINES, WANDB_MODES, Config, SourceConfig
 
 Check = Callable[[Config], None]
 CHECKS: list[Check] = []
@@ -162,6 +163,8 @@ def _trainer(cfg: Config) -> None:
             raise ValueError(f"trainer.{name}.min_lr={o.min_lr} must be in [0, trainer.{name}.lr={o.lr}]")
         if o.warmup_steps < 0 or o.max_grad_norm <= 0:
             raise ValueError(f"trainer.{name}: warmup_steps must be >= 0 and max_grad_norm > 0")
+        if len(o.betas) != 2 or not all(0 <= b < 1 for b in o.betas):
+            raise ValueError(f"trainer.{name}.betas={list(o.betas)} must be two numbers in [0, 1), e.g. [0.9, 0.999]")
 
 
 @check
@@ -173,6 +176,13 @@ def _data(cfg: Config) -> None:
         if src.weight <= 0:
             raise ValueError(f"data.train.{name}.weight={src.weight} must be > 0")
         _one_of(f"data.train.{name}.kind", src.kind, ("auto", "jsonl", "parquet", "hub", "cpu_task"))
+        if d.difficulty_balance and src.fields.pass_rate is None:
+            raise ValueError(f"data.train.{name}.fields.pass_rate is not set, but data.difficulty_balance=true balances by "
+                             "pass rate (without one every prompt is kept once); map the pass-rate column, or make one "
+                             "with `oreal passrate`")
+    sources = {f"data.train.{n}": src for n, src in d.train.items()} | {f"data.eval.{n}.source": e.source for n, e in d.eval.items()}
+    for field, src in sources.items():
+        _source(field, src)
     for name, ev in d.eval.items():
         _positive(f"data.eval.{name}.num_samples", ev.num_samples)
         if ev.max_new_tokens is not None and ev.max_new_tokens >= cfg.rollout.max_model_len:
@@ -190,6 +200,15 @@ def _data(cfg: Config) -> None:
     for i, band in enumerate(d.pass_rate_bands):
         if not 0 <= band.low < band.high <= 1 or band.repeat < 0:
             raise ValueError(f"data.pass_rate_bands[{i}]={band}: need 0 <= low < high <= 1 and repeat >= 0")
+
+
+def _source(field: str, src: SourceConfig) -> None:
+    if src.levels is not None and not src.levels:
+        raise ValueError(f"{field}.levels is empty; list the levels to keep, or null to keep all")
+    if src.levels is not None and src.fields.level is None and src.kind != "cpu_task":
+        raise ValueError(f"{field}.levels={list(src.levels)} needs {field}.fields.level (the column holding the level)")
+    if src.produced_by and not Path(src.path).exists():
+        raise ValueError(f"{field}.path={src.path} does not exist; make it with: {src.produced_by}")
 
 
 @check

@@ -134,7 +134,8 @@ LOADERS: dict[str, Callable[[SourceConfig], list[Prompt]]] = {"jsonl": _jsonl, "
 
 
 def load_source(src: SourceConfig, task: Optional[CPUTaskConfig] = None) -> list[Prompt]:
-    """All prompts of one source (``limit`` keeps the first ones)."""
+    """All prompts of one source: those of the configured ``levels`` if set, then the first
+    ``limit`` of them."""
     kind = kind_of(src)
     if kind == "cpu_task":
         prompts = cpu_task_prompts(src.path, task or CPUTaskConfig())
@@ -142,6 +143,13 @@ def load_source(src: SourceConfig, task: Optional[CPUTaskConfig] = None) -> list
         prompts = LOADERS[kind](src)
     if not prompts:
         raise DataError(f"data source {src.path!r} has no rows")
+    if src.levels is not None:
+        wanted = {str(level) for level in src.levels}
+        found = sorted({str(p.level) for p in prompts})
+        prompts = [p for p in prompts if p.level is not None and p.level in wanted]
+        if not prompts:
+            raise DataError(f"data source {src.path!r}: no prompt has a level in levels={sorted(wanted)}; "
+                            f"its levels: {', '.join(found)} (is fields.level mapped?)")
     return prompts[: src.limit] if src.limit else prompts
 
 

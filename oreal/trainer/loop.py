@@ -135,7 +135,7 @@ class Trainer:
             metrics = self.update(samples)
         self.step += 1  # the policy has changed: from here on, a checkpoint is of this step
         self._sampler_before_step = None
-        metrics.update(samples.metrics())
+        metrics.update(samples.metrics(self.cfg.algo))
         metrics.update(self.parts.grader.stats(reset=True))
         metrics.update(timer.metrics())
         generated = sum(len(c.token_ids) for g in samples.groups for c in g.completions)

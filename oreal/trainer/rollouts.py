@@ -8,7 +8,7 @@ from typing import Optional
 
 import torch
 
-from oreal.algo import TokenCounts, count_tokens
+from oreal.algo import AlgoConfig, TokenCounts, count_tokens, kept_sample_metrics
 from oreal.data.sources import Prompt
 from oreal.engines.distributed import DistEnv
 from oreal.engines.protocols import RolloutGroup, SequenceBatch, TrainStats
@@ -40,7 +40,9 @@ class StepSamples:
     def rollout_logprobs(self) -> list[torch.Tensor]:
         return [torch.tensor(self.groups[g].completions[k].logprobs) for g, k in self.kept_index]
 
-    def metrics(self) -> dict[str, float]:
+    def metrics(self, algo: Optional[AlgoConfig] = None) -> dict[str, float]:
+        """The step's rollout and selection metrics. ``algo`` gives the loss's per-class
+        advantage factors for the ``advantage/kept_*`` metrics (1 and 1 without it)."""
         r, completions = self.rewards, [c for g in self.groups for c in g.completions]
         correct = r > 0
         lengths = torch.tensor([float(len(c.token_ids)) for c in completions])
@@ -59,6 +61,8 @@ class StepSamples:
             "train/num_samples": float(r.numel()),
             **{f"rollout/engine{e}/num_prompts": float(n) for e, n in sorted(Counter(g.engine for g in self.groups).items())},
             "train/num_kept": float(self.keep.sum()),
+            **{k: v.item() for k, v in kept_sample_metrics(r, self.advantages, self.keep,
+                                                           **(algo.sample_weighting if algo else {})).items()},
         } | self.source_shares()
 
     def source_shares(self) -> dict[str, float]:

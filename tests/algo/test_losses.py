@@ -4,8 +4,16 @@ import math
 import pytest
 import torch
 
-from oreal.algo import LossInputs, count_tokens, get_variant, oreal_loss, policy_gradient_loss
-from oreal.algo.variants import GRPOConfig, OrealConfig, OrealNoTokenRMConfig, ReinforceConfig, RLOOConfig
+from oreal.algo import (
+    LossInputs,
+    count_tokens,
+    get_variant,
+    oreal_loss,
+    policy_gradient_loss,
+    token_weighted_policy_gradient_loss,
+    token_weights,
+)
+from oreal.algo.variants import GRPOConfig, GRPOTokenRMConfig, OrealConfig, OrealNoTokenRMConfig, ReinforceConfig, RLOOConfig
 from tests.algo.batches import Batch, random_batch
 from tests.algo.loop_reference import oreal_loss_loop, pg_loss_loop
 
@@ -198,7 +206,8 @@ def test_k3_is_nonnegative_and_k1_is_the_log_ratio():
 
 
 @pytest.mark.parametrize(
-    "cfg", [ReinforceConfig(), GRPOConfig(), RLOOConfig(), OrealNoTokenRMConfig(), OrealConfig()], ids=lambda c: c.name
+    "cfg", [ReinforceConfig(), GRPOConfig(), RLOOConfig(), OrealNoTokenRMConfig(), OrealConfig(), GRPOTokenRMConfig()],
+    ids=lambda c: c.name,
 )
 def test_registered_variants(cfg):
     """Each variant name resolves to its own config class and computes the documented loss."""
@@ -210,6 +219,8 @@ def test_registered_variants(cfg):
     out = variant.loss(cfg, inputs, counts)
     if isinstance(cfg, OrealNoTokenRMConfig):
         ref = vectorised(batch, counts, cfg.uses_token_rm, **DEFAULTS)
+    elif isinstance(cfg, GRPOTokenRMConfig):
+        ref = weighted_pg(batch, counts)
     else:
         ref = policy_gradient_loss(logprobs=batch.logp, ref_logprobs=batch.ref, mask=batch.mask, advantages=batch.adv,
                                    num_action_tokens=counts.num_action_tokens)
@@ -222,5 +233,130 @@ def test_oreal_without_rm_scores_is_an_error():
     inputs = LossInputs(batch.logp, batch.mask, batch.rewards, batch.adv, batch.ref, None)
     with pytest.raises(ValueError, match="oreal_no_token_rm"):
         get_variant("oreal").loss(OrealConfig(), inputs, count_tokens(batch.mask, batch.rewards))
+    with pytest.raises(ValueError, match="use 'grpo' to run without one"):
+        get_variant("grpo_token_rm").loss(GRPOTokenRMConfig(), inputs, count_tokens(batch.mask, batch.rewards))
     with pytest.raises(ValueError, match="unknown loss variant 'ppo'"):
         get_variant("ppo")
+
+
+# ---- the factor table's controls and the GRPO-style token-weighted loss ---------------------------
+
+
+def weighted_pg(batch: Batch, counts, rescale="threshold", params=(0.5, 0.5), kl_coef=0.01, kl_estimator="k3"):
+    c = counts
+    return token_weighted_policy_gradient_loss(
+        logprobs=batch.logp, ref_logprobs=batch.ref, rm_scores=batch.rm, mask=batch.mask, rewards=batch.rewards,
+        advantages=batch.adv, num_positive_tokens=c.num_positive_tokens, num_negative_tokens=c.num_negative_tokens,
+        num_action_tokens=c.num_action_tokens, num_sequences=c.num_sequences, kl_coef=kl_coef, kl_estimator=kl_estimator,
+        rescale=rescale, correct_param=params[0], incorrect_param=params[1],
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_uniform_token_weights_reduce_to_row_3_exactly(seed):
+    """Row 3b's control: the RM is trained (same rm_loss as row 4) but the policy loss and its
+    gradient are bit for bit row 3's."""
+    batch = random_batch(num_groups=3, k=4, seed=seed)
+    counts = count_tokens(batch.mask, batch.rewards)
+    row3 = vectorised(batch, counts, False, **DEFAULTS)
+    row3.policy_loss.backward()
+    (g3,) = grads(batch.logp)
+    uniform = vectorised(batch, counts, True, rescale="uniform", **DEFAULTS)
+    uniform.policy_loss.backward()
+    (gu,) = grads(batch.logp)
+    assert torch.equal(uniform.policy_loss, row3.policy_loss)
+    assert torch.equal(gu, g3)
+    row4 = vectorised(batch, counts, True, **DEFAULTS)
+    assert torch.equal(uniform.rm_loss, row4.rm_loss)  # the RM learns exactly as in row 4
+    assert uniform.metrics["token_rm/weight_pos"].item() == 1.0 and uniform.metrics["token_rm/weight_neg"].item() == 1.0
+
+
+def test_uniform_token_weights_reduce_to_grpo_exactly():
+    batch = random_batch(num_groups=3, k=4, estimator="grpo", seed=3)
+    counts = count_tokens(batch.mask, batch.rewards)
+    plain = policy_gradient_loss(logprobs=batch.logp, ref_logprobs=batch.ref, mask=batch.mask, advantages=batch.adv,
+                                 num_action_tokens=counts.num_action_tokens)
+    plain.policy_loss.backward()
+    (gp,) = grads(batch.logp)
+    uniform = weighted_pg(batch, counts, rescale="uniform")
+    uniform.policy_loss.backward()
+    (gu,) = grads(batch.logp)
+    assert torch.equal(uniform.policy_loss, plain.policy_loss)
+    assert torch.equal(gu, gp)
+    assert uniform.rm_loss is not None
+
+
+def test_token_weighted_policy_gradient_hand_computed():
+    # positive sample (A=+1), RM scores [2, -2] -> running means 2, 0 -> w+ = [2 sig(2) - 1, 0];
+    # negative sample (A=-1), scores [-2, 2] -> running means -2, 0 -> w- = [2 (1 - sig(-2)) - 1, 0]
+    sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+    w = 2 * sig(2) - 1
+    logp = torch.tensor([[-1.0, -2.0], [-0.5, -1.5]], dtype=torch.float64, requires_grad=True)
+    rm = torch.tensor([[2.0, -2.0], [-2.0, 2.0]], dtype=torch.float64, requires_grad=True)
+    mask = torch.ones(2, 2, dtype=torch.bool)
+    out = token_weighted_policy_gradient_loss(
+        logprobs=logp, ref_logprobs=None, rm_scores=rm, mask=mask, rewards=torch.tensor([1.0, -1.0], dtype=torch.float64),
+        advantages=torch.tensor([1.0, -1.0], dtype=torch.float64), num_positive_tokens=2, num_negative_tokens=2,
+        num_action_tokens=4, num_sequences=2, kl_coef=0.0)
+    # L = -(1 * w + (-1) * w) / 4 = 0 ; gradient -A w / 4 on the first token of each sample
+    assert out.policy_loss.item() == pytest.approx(0.0)
+    out.policy_loss.backward()
+    torch.testing.assert_close(logp.grad, torch.tensor([[-w / 4, 0.0], [w / 4, 0.0]], dtype=torch.float64))
+    assert out.metrics["token_rm/weight_pos"].item() == pytest.approx(w / 2)
+    assert out.metrics["token_rm/weight_neg"].item() == pytest.approx(w / 2)
+    # both sequence logits are 0: BCE = ln 2 each, / num_sequences = 2; accuracy: 0 > 0 is "wrong" -> 1 of 2
+    assert out.rm_loss.item() == pytest.approx(math.log(2))
+    assert out.metrics["token_rm/accuracy"].item() == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("rescale,params", [("threshold", (0.5, 0.5)), ("topk", (0.25, 0.5))])
+def test_token_weighted_policy_gradient_matches_loop(rescale, params):
+    from tests.algo.loop_reference import kl_loop, weights_loop
+
+    batch = random_batch(num_groups=3, k=4, estimator="grpo", seed=8)
+    counts = count_tokens(batch.mask, batch.rewards)
+    out = weighted_pg(batch, counts, rescale=rescale, params=params, kl_coef=0.05)
+    out.policy_loss.backward()
+    (g,) = grads(batch.logp)
+    expected = 0.0
+    for s in batch.samples():
+        w = weights_loop(s["rm"].detach(), rescale, params[0] if s["reward"] > 0 else params[1], invert=s["reward"] <= 0)
+        for t in range(s["logp"].numel()):
+            ratio = torch.exp(s["logp"][t] - s["logp"][t].detach())
+            expected = expected - ratio * s["adv"] * w[t] / counts.num_action_tokens
+            expected = expected + 0.05 * kl_loop(s["logp"][t], s["ref"][t], "k3") / counts.num_action_tokens
+    expected.backward()
+    (e,) = grads(batch.logp)
+    torch.testing.assert_close(out.policy_loss, expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(g, e, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("splits", [[12], [1] * 12, [5, 7], [2, 9, 1]])
+def test_token_weighted_policy_gradient_sums_over_microbatches(splits):
+    batch = random_batch(num_groups=3, k=4, estimator="grpo", seed=12)
+    counts = count_tokens(batch.mask, batch.rewards)
+    whole = weighted_pg(batch, counts)
+    (whole.policy_loss + whole.rm_loss).backward()
+    g_whole = grads(batch.logp, batch.rm)
+    sums, start = {}, 0
+    for size in splits:
+        part = weighted_pg(batch.rows(slice(start, start + size)), counts)
+        (part.policy_loss + part.rm_loss).backward()
+        for k, v in part.metrics.items():
+            sums[k] = sums.get(k, 0) + v
+        start += size
+    for a, b in zip(grads(batch.logp, batch.rm), g_whole):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
+    assert sums.keys() == whole.metrics.keys()
+    for k, v in whole.metrics.items():
+        torch.testing.assert_close(sums[k], v, atol=1e-12, rtol=1e-12)
+
+
+def test_weight_metrics_are_means_over_each_class_tokens():
+    batch = random_batch(num_groups=2, k=4, seed=6, rewards=torch.tensor([[1.0, -1.0, -1.0, 1.0], [-1.0, 1.0, -1.0, -1.0]]))
+    counts = count_tokens(batch.mask, batch.rewards)
+    out = vectorised(batch, counts, True, **DEFAULTS)
+    w_pos, w_neg = token_weights(batch.rm, batch.mask)
+    pos = batch.rewards > 0
+    assert out.metrics["token_rm/weight_pos"].item() == pytest.approx(w_pos[pos][batch.mask[pos]].mean().item())
+    assert out.metrics["token_rm/weight_neg"].item() == pytest.approx(w_neg[~pos][batch.mask[~pos]].mean().item())

@@ -74,3 +74,12 @@ def test_weights_carry_no_gradient():
 def test_bad_rescale_is_named():
     with pytest.raises(ValueError, match="unknown token-weight rescale 'softmax'"):
         token_weights(torch.zeros(1, 2), torch.ones(1, 2, dtype=torch.bool), rescale="softmax")
+
+
+def test_uniform_weights_are_one_on_the_response_whatever_the_scores():
+    s = torch.tensor([[5.0, -5.0, 0.3, 9.0], [-2.0, 1.0, 0.0, 0.0]])
+    m = torch.tensor([[False, True, True, True], [True, True, False, False]])
+    w_pos, w_neg = token_weights(s, m, rescale="uniform", correct_param=0.9, incorrect_param=0.1)
+    expected = torch.tensor([[0.0, 1.0, 1.0, 1.0], [1.0, 1.0, 0.0, 0.0]])
+    torch.testing.assert_close(w_pos, expected)
+    torch.testing.assert_close(w_neg, expected)

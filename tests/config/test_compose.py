@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +18,12 @@ def options(group):
 
 ALL = [(g, o) for g in GROUPS for o in options(g)]
 # values that only exist at run time and have no sensible default
-REQUIRED = {("rollout", "replay"): ["rollout.replay_path=responses.jsonl"]}
+PASSRATE_SAMPLE = Path(__file__).with_name("passrate_sample.jsonl")  # `oreal passrate` output, 4 rows
+REQUIRED = {
+    ("rollout", "replay"): ["rollout.replay_path=responses.jsonl"],
+    # its pass-rate file is made by a command when the study runs (the config names it)
+    ("experiment", "ablation_ladder_paper_regime"): [f"data.train.cpu_task.path={PASSRATE_SAMPLE}"],
+}
 
 
 def test_groups_cover_every_independent_choice():
@@ -40,7 +46,7 @@ def test_every_option_composes_and_validates(group, option):
 @pytest.mark.parametrize("experiment", options("experiment"))
 @pytest.mark.parametrize("algo", sorted(LOSS_VARIANTS))
 def test_every_experiment_runs_every_loss_variant(experiment, algo):
-    cfg = load_config([f"experiment={experiment}", f"algo={algo}"])
+    cfg = load_config([f"experiment={experiment}", f"algo={algo}", *REQUIRED.get(("experiment", experiment), [])])
     assert cfg.algo.name == algo
 
 
@@ -81,6 +87,20 @@ BAD = [
     (["trainer.policy_optim.min_lr=1"], r"^trainer\.policy_optim\.min_lr=1\.0 must be in"),
     (["cluster.rollout_nodes=1"], r"^cluster\.rollout_nodes=1 must be in \[0, cluster\.nodes=1\)"),
     (["logging.wandb_mode=loud"], r"^logging\.wandb_mode='loud'"),
+    (["algo.filter=best"], r"^algo\.filter='best' is not supported; choose one of: none, drop_uniform, pair"),
+    (["algo.rescale=softmax"], r"^algo\.rescale='softmax' is not supported; choose one of: threshold, uniform, topk"),
+    (["algo=grpo_token_rm", "algo.rescale=softmax"], r"^algo\.rescale='softmax' is not supported"),
+    (["algo=oreal_no_token_rm", "algo.actor_freeze_steps=10"], r"^algo\.actor_freeze_steps=10 only makes sense with a token RM"),
+    (["algo=grpo_token_rm", "algo.actor_freeze_steps=240"], r"^algo\.actor_freeze_steps=240 must be in \[0, trainer\.num_steps=240\)"),
+    (["trainer.token_rm_optim.betas=[0.9,1.0]"], r"^trainer\.token_rm_optim\.betas=\[0\.9, 1\.0\] must be two numbers in \[0, 1\)"),
+    (["trainer.policy_optim.betas=[0.9]"], r"^trainer\.policy_optim\.betas"),
+    (["data.difficulty_balance=true"], r"^data\.train\.cpu_task\.fields\.pass_rate is not set, but data\.difficulty_balance=true"),
+    (["data.train.cpu_task.levels=[]"], r"^data\.train\.cpu_task\.levels is empty"),
+    (["data=math_train", "data.train.math_train.fields.level=null", "data.train.math_train.levels=[5]"],
+     r"^data\.train\.math_train\.levels=\['5'\] needs data\.train\.math_train\.fields\.level"),
+    (["experiment=ablation_ladder_paper_regime"],
+     r"^data\.train\.cpu_task\.path=runs/ablation_ladder_paper_regime/passrates_warm\.jsonl does not exist; "
+     r"make it with: bash experiments/ablation_ladder/passrates\.sh$"),
     (["model=nope"], r"Could not find 'model/nope'"),
 ]
 
@@ -106,3 +126,45 @@ def test_config_command_prints_the_resolved_config():
 
     assert main(["config", "experiment=oreal_7b", "algo=grpo"]) == 0
     assert main(["config", "algo.kl_coef=abc"]) == 2
+
+
+FACTOR_ROWS = {  # row: (variant, filter, actor_freeze_steps, rescale or None)
+    "2_grpo": ("grpo", "none", 0, None),
+    "2a_pair_filter": ("grpo", "pair", 0, None),
+    "2b_freeze": ("grpo_token_rm", "none", 10, "uniform"),
+    "2c_token_weights": ("grpo_token_rm", "none", 0, "threshold"),
+    "2d_all_three": ("grpo_token_rm", "pair", 10, "threshold"),
+    "3_bc_positives": ("oreal_no_token_rm", "none", 0, None),
+    "3a_pair_filter": ("oreal_no_token_rm", "pair", 0, None),
+    "3b_freeze": ("oreal", "none", 10, "uniform"),
+    "3c_token_weights": ("oreal", "none", 0, "threshold"),
+    "4_token_rm": ("oreal", "pair", 10, "threshold"),
+}
+
+
+@pytest.mark.parametrize("row", sorted(FACTOR_ROWS))
+def test_factor_rows_change_one_thing_at_a_time(row):
+    """Each factor row is its base row (2 or 3) plus exactly the factors its name says."""
+    a = load_config(["experiment=ablation_ladder", f"ladder={row}"]).algo
+    assert (a.name, a.filter, a.actor_freeze_steps, getattr(a, "rescale", None)) == FACTOR_ROWS[row]
+    base = load_config(["experiment=ablation_ladder", "ladder=" + ("2_grpo" if row.startswith("2") else "3_bc_positives")]).algo
+    assert (a.advantage_estimator, a.kl_coef, a.kl_estimator) == (base.advantage_estimator, base.kl_coef, base.kl_estimator)
+    assert a.sample_weighting == base.sample_weighting  # the same loss factors as the base row
+
+
+def test_reference_optimiser_row():
+    cfg = load_config(["experiment=ablation_ladder", "ladder=4o_reference_optim"])
+    t = cfg.trainer
+    assert list(t.policy_optim.betas) == list(t.token_rm_optim.betas) == [0.9, 0.999]
+    assert t.token_rm_optim.warmup_steps == 10 and t.policy_optim.warmup_steps == 3
+    row4 = load_config(["experiment=ablation_ladder", "ladder=4_token_rm"])
+    assert cfg.algo == row4.algo and list(row4.trainer.policy_optim.betas) == [0.9, 0.95]
+
+
+def test_paper_regime_keeps_the_ladders_warm_start_and_budget():
+    paper = load_config(["experiment=ablation_ladder_paper_regime", f"data.train.cpu_task.path={PASSRATE_SAMPLE}"])
+    ladder = load_config(["experiment=ablation_ladder"])
+    assert paper.data.cpu_task == ladder.data.cpu_task and paper.trainer.sft == ladder.trainer.sft  # the SFT cache key
+    assert paper.trainer.num_steps == ladder.trainer.num_steps == 48
+    assert paper.data.difficulty_balance and paper.data.eval.keys() == ladder.data.eval.keys()
+    assert [(b.low, b.high, b.repeat) for b in paper.data.pass_rate_bands] == [(0.0, 0.2, 6), (0.2, 0.4, 4), (0.4, 0.6, 4), (0.6, 0.8, 2)]
