@@ -18,6 +18,7 @@ from oreal.algo.variants import AlgoConfig
 
 ROLLOUT_ENGINES = ("vllm", "hf", "replay")
 POLICY_ENGINES = ("torch", "megatron")
+ATTENTION_BACKENDS = ("local", "sdpa", "flex", "te")
 DTYPES = ("float32", "bfloat16", "float16")
 WANDB_MODES = ("online", "offline", "disabled")
 
