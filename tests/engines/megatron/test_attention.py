@@ -1,13 +1,16 @@
-"""The fused core attentions of the Megatron engine against slow obvious versions (no process
-group needed)."""
+"""The fused core attentions and the micro-batch layouts of the Megatron engine, against slow
+obvious versions (no process group needed; the engine-level parity runs are in test_megatron.py)."""
 
 import pytest
 import torch
 
 pytest.importorskip("megatron.core")
 
+from oreal.config.load import ConfigError, load_config  # noqa: E402
+from oreal.engines.megatron import micro_batches  # noqa: E402
 from oreal.engines.megatron.attention import (  # noqa: E402
     document_block_mask, document_ids, document_mask_mod, flex, packed_documents, sdpa_causal, sdpa_documents)
+from oreal.engines.protocols import SequenceBatch  # noqa: E402
 
 
 def naive_attention(q, k, v, allowed, scale):
@@ -93,3 +96,54 @@ def test_packed_documents_segments():
     assert packed_documents([5, 9], 14, "cpu", "flex").cu_seqlens_q.tolist() == [0, 5, 14]
     with pytest.raises(ValueError, match="do not fit"):
         packed_documents([5, 9], 10, "cpu", "sdpa")
+
+
+# ---- micro-batches --------------------------------------------------------------------------
+def toy_batch():
+    g = torch.Generator().manual_seed(3)
+    seqs = [torch.randint(1, 500, (n,), generator=g).tolist() for n in (7, 23, 5, 12, 9, 30, 6)]
+    return SequenceBatch(seqs, [2, 5, 1, 3, 4, 2, 3], torch.ones(7), torch.ones(7))
+
+
+@pytest.mark.parametrize("layout", ["padded", "packed"])
+def test_micro_batches_place_every_sequence_once_and_find_its_responses(layout):
+    b = toy_batch()
+    index = [0, 2, 3, 4, 5, 6]  # a data-parallel rank's share
+    if layout == "packed":
+        mbs = micro_batches.packed(b, index, 32, 0, "cpu", "sdpa")
+    else:
+        mbs = micro_batches.padded(b, index, 4, 0, "cpu", causal_mask=True)
+    assert sorted(i for mb in mbs for i in mb.index) == index
+    assert len({mb.shape for mb in mbs}) == 1  # one shape per pipeline pass
+    for mb in mbs:
+        # position t predicts token t + 1: the values "next token" must be each response
+        got = micro_batches.response_values(mb, mb.tokens[:, 1:])
+        assert [g.tolist() for g in got] == [b.token_ids[i][b.num_prompt_tokens[i]:] for i in mb.index]
+        for (row, col), i in zip(mb.starts, mb.index):
+            assert mb.positions[row, col : col + len(b.token_ids[i])].tolist() == list(range(len(b.token_ids[i])))
+    if layout == "packed":
+        assert all(mb.shape[0] == 1 and mb.packed is not None and mb.mask is None for mb in mbs)
+        assert mbs[0].shape[1] <= 32 and len(mbs) < len(index)  # several sequences share a row
+        long = micro_batches.packed(b, index, 8, 0, "cpu", "sdpa")  # budget below the longest: raised to it
+        assert long[0].shape == (1, 30)
+    else:
+        assert mbs[0].shape == (4, 30) and mbs[0].mask.shape == (1, 1, 30, 30)
+
+
+# ---- config -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("overrides,reason", [
+    (["engine.attention=flex"], "the torch engine always runs transformers' SDPA"),
+    (["engine.packing=false"], "the torch engine always runs transformers' SDPA"),
+    (["engine=megatron", "engine.attention=local"], "engine.packing=true needs a fused attention"),
+    (["engine=megatron", "engine.attention=xformers"], "engine.attention='xformers' is not supported"),
+    (["engine=megatron", "engine.micro_batch_tokens_per_rank=0"], "engine.micro_batch_tokens_per_rank=0 must be > 0"),
+])
+def test_attention_and_packing_settings_are_checked(overrides, reason):
+    with pytest.raises(ConfigError, match=reason):
+        load_config(overrides)
+
+
+def test_megatron_defaults_to_packed_fused_attention():
+    e = load_config(["engine=megatron"]).engine
+    assert (e.attention, e.packing) == ("sdpa", True)
+    assert load_config(["engine=megatron", "engine.attention=local", "engine.packing=false"]).engine.attention == "local"
