@@ -196,7 +196,9 @@ def packed_documents(lengths: list[int], width: int, device, attention: str) -> 
     if edges[-1] > width:
         raise ValueError(f"{edges[-1]} tokens do not fit a packed row of {width}")
     segments = edges + ([width] if edges[-1] < width else [])
-    cu = torch.tensor(segments, dtype=torch.int32, device=device)
+    # Megatron's unfused thd RoPE reads the segment lengths on the host in every layer: a host
+    # tensor spares a device sync there. Only Transformer Engine's kernels read it on the device.
+    cu = torch.tensor(segments, dtype=torch.int32, device=device if attention == "te" else "cpu")
     longest = max(b - a for a, b in zip(segments, segments[1:]))
     return PackedDocuments(qkv_format="thd", cu_seqlens_q=cu, cu_seqlens_kv=cu, max_seqlen_q=longest, max_seqlen_kv=longest,
                            bounds=list(zip(edges, edges[1:])),
