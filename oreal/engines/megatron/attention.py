@@ -230,22 +230,24 @@ class FusedCoreAttention(MegatronModule):
         if packed_seq_params is None:  # [s, b, h, d] -> [b, h, s, d] and back
             s, b = query.shape[:2]
             q, k, v = (x.permute(1, 2, 0, 3) for x in (query, key, value))
-            out = self._attend(q, k, v, None)
+            out = self._attend(q, k, v)
             return out.permute(2, 0, 1, 3).reshape(s, b, -1)
         out = self._attend_packed(query, key, value, packed_seq_params)
         return out.reshape(out.shape[0], -1)
 
-    def _attend(self, q, k, v, block_mask):
+    def _attend(self, q, k, v):
+        """``[b, h, s, d]`` causal attention of padded rows."""
         raise NotImplementedError
 
     def _attend_packed(self, q, k, v, packed: PackedDocuments):
+        """``[t, h, d]`` attention within each document of a packed row."""
         raise NotImplementedError
 
 
 class SDPACoreAttention(FusedCoreAttention):
     backend = "sdpa"
 
-    def _attend(self, q, k, v, block_mask):
+    def _attend(self, q, k, v):
         return sdpa_causal(q, k, v, self.scale)
 
     def _attend_packed(self, q, k, v, packed):
@@ -255,8 +257,8 @@ class SDPACoreAttention(FusedCoreAttention):
 class FlexCoreAttention(FusedCoreAttention):
     backend = "flex"
 
-    def _attend(self, q, k, v, block_mask):
-        return flex(q, k, v, block_mask or causal_block_mask(q.shape[2], str(q.device)), self.scale)
+    def _attend(self, q, k, v):
+        return flex(q, k, v, causal_block_mask(q.shape[2], str(q.device)), self.scale)
 
     def _attend_packed(self, q, k, v, packed):  # [t, h, d] -> [1, h, t, d] and back
         q, k, v = (x.transpose(0, 1).unsqueeze(0) for x in (q, k, v))
