@@ -218,10 +218,11 @@ class EngineConfig:
     # with a document mask; trains on GPU only) or "te" (Transformer Engine, where installed).
     # The torch engine always runs transformers' SDPA on packed rows: it takes "sdpa" only.
     attention: str = "sdpa"
-    # Megatron engine: each micro-batch is one row of sequences packed back to back, at most
-    # micro_batch_tokens_per_rank tokens (or the longest sequence, if longer), attention
-    # confined to each sequence; false: micro_batch_size_per_rank sequences per micro-batch,
-    # each padded to the longest of the batch. The torch engine always packs (pack_row_tokens).
+    # Megatron engine: each micro-batch is one row of whole sequences packed back to back and
+    # padded to micro_batch_tokens_per_rank tokens (raised to the longest sequence; a batch with
+    # fewer tokens is one row of its own length), attention confined to each sequence; false:
+    # micro_batch_size_per_rank sequences per micro-batch, each padded to the longest of the
+    # batch. The torch engine always packs (pack_row_tokens).
     packing: bool = True
     micro_batch_tokens_per_rank: int = 16384
 

@@ -106,11 +106,13 @@ def document_ids(lengths: list[int], width: int, device) -> torch.Tensor:
 
 
 def document_mask_mod(doc: torch.Tensor, num_docs: int):
-    """FlexAttention ``mask_mod``: causal within a document; a padding position sees only itself."""
+    """FlexAttention ``mask_mod``: causal within a document; a padding position sees only itself.
+    It closes over tensors only, so a compiled FlexAttention takes every row's mask without
+    recompiling for its number of documents."""
+    real = doc < num_docs
 
     def mask_mod(b, h, q_idx, kv_idx):
-        same = (doc[q_idx] == doc[kv_idx]) & (kv_idx <= q_idx)
-        return same & ((doc[q_idx] < num_docs) | (q_idx == kv_idx))
+        return (doc[q_idx] == doc[kv_idx]) & (kv_idx <= q_idx) & (real[q_idx] | (q_idx == kv_idx))
 
     return mask_mod
 

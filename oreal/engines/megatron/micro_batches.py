@@ -8,8 +8,10 @@ buffers are allocated once per pass from ``(rows, width)``.
   (unfused) attention also gets an explicit ``[1, 1, width, width]`` causal mask (Megatron
   builds its default one on ``cuda``); the fused ones need none.
 - packed: one row per micro-batch, sequences placed back to back (first fit, longest first)
-  up to the token budget (raised to the longest sequence), every row padded to the fullest
-  row's length. Position ids restart at each sequence, and Megatron's ``thd`` layout
+  up to the token budget (raised to the longest sequence), every row padded to that budget,
+  so that a run's rows keep one shape (for the pipeline, and for compiled kernels); a batch
+  with fewer tokens than the budget is one row of its own length. Position ids restart at
+  each sequence, and Megatron's ``thd`` layout
   (:func:`oreal.engines.megatron.attention.packed_documents`) confines attention to each
   sequence and restarts RoPE there. The padding is a segment of its own that nothing reads.
 """
@@ -67,8 +69,8 @@ def packed(batch: SequenceBatch, index: list[int], token_budget: int, pad_id: in
     if not index:
         return []
     lengths = [len(batch.token_ids[i]) for i in index]
-    groups = [[index[k] for k in row] for row in first_fit_rows(lengths, max(token_budget, max(lengths)))]
-    width = max(sum(len(batch.token_ids[i]) for i in idx) for idx in groups)
+    width = max(max(lengths), min(token_budget, sum(lengths)))
+    groups = [[index[k] for k in row] for row in first_fit_rows(lengths, width)]
     out = []
     for idx in groups:
         seqs = [batch.token_ids[i] for i in idx]

@@ -123,9 +123,9 @@ def test_micro_batches_place_every_sequence_once_and_find_its_responses(layout):
             assert mb.positions[row, col : col + len(b.token_ids[i])].tolist() == list(range(len(b.token_ids[i])))
     if layout == "packed":
         assert all(mb.shape[0] == 1 and mb.packed is not None and mb.mask is None for mb in mbs)
-        assert mbs[0].shape[1] <= 32 and len(mbs) < len(index)  # several sequences share a row
-        long = micro_batches.packed(b, index, 8, 0, "cpu", "sdpa")  # budget below the longest: raised to it
-        assert long[0].shape == (1, 30)
+        assert mbs[0].shape == (1, 32) and len(mbs) < len(index)  # rows of the budget, several sequences each
+        assert micro_batches.packed(b, index, 8, 0, "cpu", "sdpa")[0].shape == (1, 30)  # raised to the longest
+        assert micro_batches.packed(b, index, 500, 0, "cpu", "sdpa")[0].shape == (1, 69)  # one row of all there is
     else:
         assert mbs[0].shape == (4, 30) and mbs[0].mask.shape == (1, 1, 30, 30)
 
