@@ -110,8 +110,12 @@ def main() -> None:
     print(f"device {torch.cuda.get_device_name() if device == 'cuda' else 'cpu'}; torch {torch.__version__}, "
           f"megatron-core {megatron.core.__version__}, Transformer Engine {te}; {args.dtype}, TP 1; "
           f"{args.sequences} sequences of at most {args.max_len} tokens", flush=True)
+    with tempfile.TemporaryDirectory(prefix="megatron_mfu_") as tmp:  # the model is removed afterwards unless --model-dir
+        run_all(args, args.model_dir or Path(tmp) / ("tiny" if args.tiny else "qwen2_1.5b_random"), device)
+
+
+def run_all(args: argparse.Namespace, model_dir: Path, device: str) -> None:
     dims = TINY if args.tiny else QWEN2_1_5B
-    model_dir = args.model_dir or Path(tempfile.mkdtemp(prefix="megatron_mfu_")) / ("tiny" if args.tiny else "qwen2_1.5b_random")
     start = time.perf_counter()
     workload.build_model(model_dir, max_positions=max(args.max_len, 32768), device=device, **dims)
     gc.collect()
