@@ -18,6 +18,7 @@ from oreal.algo.variants import AlgoConfig
 
 ROLLOUT_ENGINES = ("vllm", "hf", "replay")
 POLICY_ENGINES = ("torch", "megatron")
+ATTENTION_BACKENDS = ("local", "sdpa", "flex", "te")
 DTYPES = ("float32", "bfloat16", "float16")
 WANDB_MODES = ("online", "offline", "disabled")
 
@@ -218,6 +219,18 @@ class EngineConfig:
     gradient_checkpointing: bool = False
     dtype: str = "float32"
     sync_bucket_mb: int = 256
+    # Core attention (Megatron engine): "local" (Megatron's unfused attention, padded micro-
+    # batches only), "sdpa" (torch's fused scaled_dot_product_attention), "flex" (FlexAttention
+    # with a document mask; trains on GPU only) or "te" (Transformer Engine, where installed).
+    # The torch engine always runs transformers' SDPA on packed rows: it takes "sdpa" only.
+    attention: str = "sdpa"
+    # Megatron engine: each micro-batch is one row of whole sequences packed back to back and
+    # padded to micro_batch_tokens_per_rank tokens (raised to the longest sequence; a batch with
+    # fewer tokens is one row of its own length), attention confined to each sequence; false:
+    # micro_batch_size_per_rank sequences per micro-batch, each padded to the longest of the
+    # batch. The torch engine always packs (pack_row_tokens).
+    packing: bool = True
+    micro_batch_tokens_per_rank: int = 16384
 
 
 @dataclass

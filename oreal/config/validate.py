@@ -12,7 +12,7 @@ from typing import Callable, Iterable
 from oreal.algo import ADVANTAGE_ESTIMATORS, KL_ESTIMATORS, get_variant
 from oreal.algo.filters import TRAJECTORY_FILTERS
 from oreal.algo.token_weights import RESCALERS
-from oreal.config.schema import DTYPES, POLICY_ENGINES, ROLLOUT_ENGINES, WANDB_MODES, Config, SourceConfig
+from oreal.config.schema import ATTENTION_BACKENDS, DTYPES, POLICY_ENGINES, ROLLOUT_ENGINES, WANDB_MODES, Config, SourceConfig
 
 Check = Callable[[Config], None]
 CHECKS: list[Check] = []
@@ -147,6 +147,15 @@ def _engine(cfg: Config) -> None:
     _positive("engine.logprob_chunk_size", e.logprob_chunk_size)
     _positive("engine.pack_row_tokens", e.pack_row_tokens)
     _positive("engine.sync_bucket_mb", e.sync_bucket_mb)
+    _positive("engine.micro_batch_tokens_per_rank", e.micro_batch_tokens_per_rank)
+    _one_of("engine.attention", e.attention, ATTENTION_BACKENDS)
+    if e.name == "torch" and (e.attention != "sdpa" or not e.packing):
+        raise ValueError(f"engine.attention={e.attention}, engine.packing={e.packing}: the torch engine always runs "
+                         "transformers' SDPA attention on packed rows; use engine.attention=sdpa engine.packing=true, "
+                         "or engine=megatron")
+    if e.name == "megatron" and e.packing and e.attention == "local":
+        raise ValueError("engine.packing=true needs a fused attention (Megatron's local attention takes padded "
+                         "micro-batches only): set engine.attention=sdpa, or engine.packing=false")
 
 
 @check

@@ -62,7 +62,8 @@ def _megatron(cfg: Config, model_path: str, dist_env: DistEnv) -> PolicyEngine:
         model_path, tensor_parallel_size=e.tensor_parallel_size, pipeline_parallel_size=e.pipeline_parallel_size,
         dtype=e.dtype, use_reference=cfg.algo.uses_reference, use_token_rm=cfg.algo.uses_token_rm,
         policy_optim=t.policy_optim, token_rm_optim=t.token_rm_optim, total_steps=t.num_steps,
-        micro_batch_size=e.micro_batch_size_per_rank, seed=cfg.seed,
+        micro_batch_size=e.micro_batch_size_per_rank, attention=e.attention, packing=e.packing,
+        micro_batch_tokens=e.micro_batch_tokens_per_rank, seed=cfg.seed,
     )
 
 

@@ -24,7 +24,9 @@ class Packed:
     lengths: list[int]  # response tokens per sequence, in batch order
 
 
-def _rows(lengths: list[int], capacity: int) -> list[list[int]]:
+def first_fit_rows(lengths: list[int], capacity: int) -> list[list[int]]:
+    """Indices of ``lengths`` grouped into rows of at most ``capacity`` tokens, first fit in
+    decreasing order of length (a sequence longer than ``capacity`` gets a row of its own)."""
     rows, fill = [], []
     for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
         slot = next((r for r, used in enumerate(fill) if used + lengths[i] <= capacity), None)
@@ -42,7 +44,7 @@ def pack(batch: SequenceBatch, device: str, row_tokens: int = 1024, pad_id: int 
     for n, n_prompt in zip(lengths, batch.num_prompt_tokens):
         if not 0 < n_prompt < n:
             raise ValueError(f"a sequence needs at least one prompt and one response token, got {n_prompt} of {n}")
-    rows = _rows(lengths, max(row_tokens, max(lengths)))
+    rows = first_fit_rows(lengths, max(row_tokens, max(lengths)))
     width = max(sum(lengths[i] for i in row) for row in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     pos = torch.zeros((len(rows), width), dtype=torch.long)

@@ -4,15 +4,23 @@ For a model, a cluster (nodes x GPUs) and a layout it gives the parameter count,
 nodes into rollout and training roles, and a per-GPU memory estimate: on training GPUs the
 policy (bf16 weights and gradients, fp32 master weights and AdamW moments), the token RM (the
 same, trainable), the frozen reference (bf16 weights), and activations for one micro-batch at
-the full sequence length with per-layer recomputation; on rollout GPUs vLLM's weights and the
-KV cache it gets. It refuses layouts that do not divide the model or do not fit, naming why.
+the full sequence length with per-layer recomputation (with the unfused local attention's
+``[heads, s, s]`` scores; fused attention keeps only per-row softmax statistics); on rollout
+GPUs vLLM's weights and the KV cache it gets. It refuses layouts that do not divide the model
+or do not fit, naming why.
+
+It also estimates a training step's time: the model FLOPs of the step's three passes
+(:func:`step_flops`) over the training GPUs' peak at an *assumed* MFU (``--mfu``, default
+0.4), with every sequence at ``rollout.max_model_len`` unless ``--mean-tokens`` says otherwise.
 
 Pure arithmetic on the config: no GPU, no engine import.
 """
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, field
+from typing import Optional, Sequence
 
 from oreal.config.schema import Config, ModelConfig
 
@@ -37,6 +45,41 @@ def param_count(m: ModelConfig) -> int:
     """Parameters of a Qwen2-architecture causal LM (embeddings counted twice when untied)."""
     embed = m.vocab_size * m.hidden_size
     return embed * (1 if m.tie_word_embeddings else 2) + m.num_layers * layer_params(m) + m.hidden_size
+
+
+def layer_matmul_params(m: ModelConfig) -> int:
+    """Weights of one layer's matrix multiplies (q, k, v, o and the three MLP projections)."""
+    head_dim = m.hidden_size // m.num_attention_heads
+    return m.hidden_size * head_dim * (2 * m.num_attention_heads + 2 * m.num_kv_heads) + 3 * m.hidden_size * m.intermediate_size
+
+
+def forward_flops(m: ModelConfig, lengths: Sequence[int], lm_head: bool = True) -> float:
+    """Model FLOPs of one forward pass over whole sequences of ``lengths`` tokens: 2 per
+    weight of every matrix multiply per token (layers, and the vocabulary projection unless
+    ``lm_head`` is off), plus causal attention, ``2 * 2 * L^2 / 2 * hidden`` per layer for a
+    sequence of ``L`` (the ``q k^T`` and ``p v`` products, only the causal half counted).
+    Padding is not model work: it is never counted."""
+    tokens = sum(lengths)
+    per_token = 2 * m.num_layers * layer_matmul_params(m) + (2 * m.vocab_size * m.hidden_size if lm_head else 0)
+    attention = 2 * m.num_layers * m.hidden_size * sum(n * n for n in lengths)
+    return float(per_token * tokens + attention)
+
+
+def step_flops(m: ModelConfig, lengths: Sequence[int], reference: bool = True, token_rm: bool = True) -> float:
+    """Model FLOPs of one OREAL training step as the engines run it: the frozen reference
+    forward, the token RM forward and backward (backward = 2 x forward; its ``hidden -> 1``
+    head is negligible) and the policy forward and backward."""
+    lm = forward_flops(m, lengths)
+    return 3 * lm + (lm if reference else 0.0) + (3 * forward_flops(m, lengths, lm_head=False) if token_rm else 0.0)
+
+
+@dataclass(frozen=True)
+class StepAssumptions:
+    """What the step-time estimate assumes (``oreal plan --mfu --peak-tflops --mean-tokens``)."""
+
+    mfu: float = 0.4  # model FLOPs utilisation: an assumption, not a measurement
+    peak_tflops: float = 989.0  # per GPU, bf16 dense: H100 / H200 SXM
+    mean_tokens: Optional[int] = None  # tokens per sequence; None: rollout.max_model_len (an upper bound)
 
 
 def stage_params(m: ModelConfig, pp: int) -> list[int]:
@@ -66,6 +109,11 @@ class Plan:
     train_memory: dict[str, float] = field(default_factory=dict)  # GiB per training GPU
     rollout_memory: dict[str, float] = field(default_factory=dict)  # GiB per rollout GPU
     kv_cache_sequences: float = 0.0
+    assumptions: StepAssumptions = field(default_factory=StepAssumptions)
+    step_sequences: int = 0
+    step_tokens_per_sequence: int = 0  # as computed: padded micro-batches compute every sequence at full length
+    step_flops: float = 0.0
+    step_time_s: float = 0.0
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -84,30 +132,61 @@ def _divisibility(m: ModelConfig, tp: int, pp: int) -> list[str]:
     return out
 
 
+def _megatron_packs(cfg: Config) -> bool:
+    return cfg.engine.name == "megatron" and cfg.engine.packing
+
+
+def _micro_batch_shape(cfg: Config) -> tuple[int, int]:
+    """``(rows, tokens per row)`` of the largest micro-batch: a packed Megatron row holds the
+    token budget (or one full-length sequence, if longer); otherwise rows are full length."""
+    e, s = cfg.engine, cfg.rollout.max_model_len
+    return (1, max(e.micro_batch_tokens_per_rank, s)) if _megatron_packs(cfg) else (e.micro_batch_size_per_rank, s)
+
+
 def _train_memory(cfg: Config, tp: int, pp: int) -> dict[str, float]:
     m, e = cfg.model, cfg.engine
     shard = max(stage_params(m, pp)) / tp
-    s, b, h = cfg.rollout.max_model_len, e.micro_batch_size_per_rank, m.hidden_size
+    (b, s), h = _micro_batch_shape(cfg), m.hidden_size
     layers = m.num_layers // pp
     # recomputation keeps each layer's input; one layer is live at a time (Korthikanti et al.
-    # 2022, no sequence parallelism) with the unfused attention's [heads, s, s] scores
-    live_layer = s * b * h * (10 + 24 / tp) + 5 * m.num_attention_heads * s * s * b / tp
+    # 2022, no sequence parallelism). The unfused local attention adds its [heads, s, s] scores,
+    # softmax and dropout mask (5 bytes per score); fused kernels keep the fp32 softmax
+    # statistics (one per head and token) instead and recompute the scores in the backward.
+    unfused = e.name == "megatron" and e.attention == "local"
+    attention = 5 * m.num_attention_heads * s * s * b / tp if unfused else 4 * m.num_attention_heads * s * b / tp
+    live_layer = s * b * h * (10 + 24 / tp) + attention
     stored = (layers if e.gradient_checkpointing else layers * 0) * s * b * h * BF16
     if not e.gradient_checkpointing:
         live_layer *= layers
     logits = 2 * s * b * (m.vocab_size / tp) * 4  # fp32 copy for the vocab-parallel cross entropy, and its softmax
+    layout = ("packed " if _megatron_packs(cfg) else "padded " if e.name == "megatron" else "") + f"{b} x {s} tokens"
     return {
         "policy (weights, grads, fp32 master, Adam)": shard * TRAINED_BYTES_PER_PARAM / GiB,
         "token RM (same, trainable)": shard * TRAINED_BYTES_PER_PARAM / GiB,
         "reference (bf16 weights)": shard * FROZEN_BYTES_PER_PARAM / GiB,
-        f"activations (micro-batch {b} x {s} tokens)": (stored + live_layer + logits) / GiB,
+        f"activations ({layout}, {'unfused' if unfused else 'fused'} attention)": (stored + live_layer + logits) / GiB,
     }
 
 
-def make_plan(cfg: Config) -> Plan:
+def _step_time(plan: Plan, cfg: Config, train_gpus: int) -> None:
+    """Model FLOPs of one training step and its time on the training GPUs at the assumed MFU.
+    Padded micro-batches compute every sequence at the batch's longest length, taken as
+    ``rollout.max_model_len``; packed ones compute the tokens there are, every sequence taken
+    at ``--mean-tokens`` (which undercounts attention, a sum of squares, when lengths spread)."""
+    a = plan.assumptions
+    plan.step_sequences = cfg.trainer.num_prompts_per_step * cfg.trainer.num_samples_per_prompt
+    packed = cfg.engine.name == "torch" or _megatron_packs(cfg)
+    plan.step_tokens_per_sequence = a.mean_tokens if a.mean_tokens and packed else cfg.rollout.max_model_len
+    plan.step_flops = step_flops(cfg.model, [plan.step_tokens_per_sequence] * plan.step_sequences,
+                                 reference=cfg.algo.uses_reference, token_rm=cfg.algo.uses_token_rm)
+    plan.step_time_s = plan.step_flops / (train_gpus * a.peak_tflops * 1e12 * a.mfu) if train_gpus else 0.0
+
+
+def make_plan(cfg: Config, assumptions: StepAssumptions = StepAssumptions()) -> Plan:
     m, c, e, r = cfg.model, cfg.cluster, cfg.engine, cfg.rollout
     tp, pp = e.tensor_parallel_size, e.pipeline_parallel_size
-    plan = Plan(m.name, param_count(m), m.published_num_params, c.nodes, c.gpus_per_node, c.gpu_memory_gb, tp=tp, pp=pp)
+    plan = Plan(m.name, param_count(m), m.published_num_params, c.nodes, c.gpus_per_node, c.gpu_memory_gb, tp=tp, pp=pp,
+                assumptions=assumptions)
     plan.problems += _divisibility(m, tp, pp)
     if c.gpus_per_node <= 0:
         plan.problems.append("cluster.gpus_per_node is 0: plan a GPU cluster (e.g. cluster=slurm)")
@@ -129,6 +208,7 @@ def make_plan(cfg: Config) -> Plan:
     plan.rollout_engines = c.rollout_nodes * c.gpus_per_node // r.tensor_parallel_size
 
     plan.train_memory = _train_memory(cfg, tp, pp)
+    _step_time(plan, cfg, train_gpus)
     total = sum(plan.train_memory.values())
     if total > c.gpu_memory_gb:
         plan.problems.append(f"training needs about {total:.1f} GiB per GPU, more than cluster.gpu_memory_gb={c.gpu_memory_gb:g}: "
@@ -155,25 +235,57 @@ def format_plan(plan: Plan) -> str:
                   f"training nodes {plan.train_nodes}: Megatron TP={plan.tp} x PP={plan.pp} x DP={plan.dp}"]
     if plan.train_memory:
         lines.append("per training GPU (GiB):")
-        lines += [f"  {k:<48} {v:8.1f}" for k, v in plan.train_memory.items()]
-        lines.append(f"  {'total':<48} {sum(plan.train_memory.values()):8.1f}")
+        lines += [f"  {k:<56} {v:8.1f}" for k, v in plan.train_memory.items()]
+        lines.append(f"  {'total':<56} {sum(plan.train_memory.values()):8.1f}")
     if plan.rollout_memory:
         lines.append("per rollout GPU (GiB):")
-        lines += [f"  {k:<48} {v:8.1f}" for k, v in plan.rollout_memory.items()]
+        lines += [f"  {k:<56} {v:8.1f}" for k, v in plan.rollout_memory.items()]
         lines.append(f"  KV cache holds {plan.kv_cache_sequences:.0f} full-length sequences per engine")
+    if plan.step_flops:
+        lines += _format_step(plan)
     lines += [f"REFUSED: {p}" for p in plan.problems] or ["layout OK"]
     return "\n".join(lines)
 
 
+def _assumptions(argv) -> tuple[StepAssumptions, list[str]]:
+    """The step-time flags; the rest of ``argv`` are Hydra overrides."""
+    ap = argparse.ArgumentParser(prog="oreal plan", add_help=False)
+    ap.add_argument("--mfu", type=float, default=StepAssumptions.mfu)
+    ap.add_argument("--peak-tflops", type=float, default=StepAssumptions.peak_tflops)
+    ap.add_argument("--mean-tokens", type=int, default=None)
+    args, overrides = ap.parse_known_args(list(argv))
+    if not 0 < args.mfu <= 1 or args.peak_tflops <= 0 or (args.mean_tokens is not None and args.mean_tokens <= 0):
+        raise ValueError(f"--mfu={args.mfu} must be in (0, 1], --peak-tflops={args.peak_tflops} and "
+                         f"--mean-tokens={args.mean_tokens} must be > 0")
+    return StepAssumptions(args.mfu, args.peak_tflops, args.mean_tokens), overrides
+
+
+def _format_step(plan: Plan) -> list[str]:
+    a = plan.assumptions
+    if a.mean_tokens and plan.step_tokens_per_sequence == a.mean_tokens:
+        lengths = f"sequences of {a.mean_tokens} tokens on average (--mean-tokens)"
+    elif a.mean_tokens:
+        lengths = "padded micro-batches: every sequence computed at rollout.max_model_len, whatever --mean-tokens"
+    else:
+        lengths = "every sequence at rollout.max_model_len, an upper bound (--mean-tokens N assumes a mean)"
+    return [f"training step (reference, token RM and policy passes; rollout not included): "
+            f"{plan.step_flops / 1e15:,.0f} PFLOP of model FLOPs for {plan.step_sequences} sequences x "
+            f"{plan.step_tokens_per_sequence} tokens",
+            f"  ASSUMED: MFU {a.mfu:g} (--mfu) of {a.peak_tflops:g} TFLOP/s bf16 dense per GPU (--peak-tflops); {lengths}",
+            f"  estimated step time {plan.step_time_s:,.0f} s on {len(plan.train_nodes) * plan.gpus_per_node} training GPUs"]
+
+
 def main(argv) -> int:
-    """``oreal plan [Hydra overrides]``, e.g. ``oreal plan experiment=oreal_7b cluster.gpu_memory_gb=80``."""
+    """``oreal plan [--mfu 0.4] [--peak-tflops 989] [--mean-tokens N] [Hydra overrides]``,
+    e.g. ``oreal plan experiment=oreal_7b cluster.gpu_memory_gb=80 --mean-tokens 6000``."""
     from oreal.config.load import ConfigError, load_config
 
     try:
-        cfg = load_config(list(argv))
-    except ConfigError as exc:
+        assumptions, overrides = _assumptions(argv)
+        cfg = load_config(overrides)
+    except (ConfigError, ValueError) as exc:
         print(f"oreal plan: {exc}")
         return 2
-    plan = make_plan(cfg)
+    plan = make_plan(cfg, assumptions)
     print(format_plan(plan))
     return 0 if plan.ok else 1

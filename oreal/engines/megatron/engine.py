@@ -9,16 +9,16 @@ One training step runs up to three pipeline passes over the same micro-batches:
 3. the policy, forward and backward on ``policy_loss``, with the RM's scores from pass 2
    (the token weights detach them anyway), which also reports the step's metrics.
 
-Log-probs come from the vocabulary-parallel logits (no full-vocabulary gather). Every micro-
-batch has the same shape (the pipeline's send/receive buffers are fixed), so the last one is
-filled with empty rows that no loss ever sees. Losses carry global normalisers, so the
-schedule is told not to average over micro-batches, and data-parallel gradients are summed.
+Log-probs come from the vocabulary-parallel logits (no full-vocabulary gather). Micro-batches
+are packed rows of whole sequences, or padded ones (:mod:`oreal.engines.megatron.micro_batches`),
+of one shape per pass (the pipeline's send/receive buffers are fixed). Losses carry global
+normalisers, so the schedule is told not to average over micro-batches, and data-parallel
+gradients are summed.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
@@ -28,7 +28,10 @@ import torch.distributed as dist
 from oreal.algo import LossInputs, TokenCounts
 from oreal.config.schema import OptimConfig
 from oreal.engines.distributed import all_reduce_in_buckets, all_reduce_metrics
+from oreal.engines.megatron import micro_batches
+from oreal.engines.megatron.attention import core_attention
 from oreal.engines.megatron.convert import gather_units, hf_to_mcore, local_shard, mcore_to_hf
+from oreal.engines.megatron.micro_batches import MicroBatch
 from oreal.engines.megatron.model import ModelDims, ScalarHead, build_gpt
 from oreal.engines.megatron.parallel import Layout, init_parallel
 from oreal.engines.optim import advance_schedule, build_optimizer
@@ -49,17 +52,6 @@ def load_hf_weights(model_path: str) -> dict[str, torch.Tensor]:
     for f in files:
         weights.update(load_file(str(f)))
     return weights
-
-
-@dataclass
-class MicroBatch:
-    """One fixed-shape micro-batch: ``rows`` real sequences then empty filler rows."""
-
-    tokens: torch.Tensor  # [mb, T]
-    positions: torch.Tensor  # [mb, T]
-    mask: torch.Tensor  # [1, 1, T, T], True = masked
-    index: list[int]  # batch positions of the real rows
-    batch: SequenceBatch  # the real rows
 
 
 class _Model:
@@ -109,9 +101,15 @@ class MegatronPolicyEngine:
     def __init__(self, model_path: str, *, tensor_parallel_size: int = 1, pipeline_parallel_size: int = 1,
                  dtype: str = "float32", use_reference: bool = True, use_token_rm: bool = False,
                  policy_optim: OptimConfig = OptimConfig(), token_rm_optim: OptimConfig = OptimConfig(), total_steps: int = 1,
-                 micro_batch_size: int = 4, seed: int = 0):
+                 micro_batch_size: int = 4, attention: str = "sdpa", packing: bool = True, micro_batch_tokens: int = 16384,
+                 seed: int = 0):
         from transformers import AutoConfig
 
+        core_attention(attention)  # fails early, naming the choices, on an unknown or unavailable one
+        if packing and attention == "local":
+            raise ValueError("engine.packing=true needs a fused attention (Megatron's local attention takes padded "
+                             "micro-batches only): set engine.attention=sdpa, or engine.packing=false")
+        self.attention, self.packing, self.micro_batch_tokens = attention, packing, micro_batch_tokens
         self.layout: Layout = init_parallel(tensor_parallel_size, pipeline_parallel_size, seed)
         self.device = f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
         self.dtype = getattr(torch, dtype)
@@ -135,7 +133,7 @@ class MegatronPolicyEngine:
     # ---- construction ---------------------------------------------------------------------
     def _build(self, full: dict[str, torch.Tensor], score_head: bool, trainable: bool) -> _Model:
         lay = self.layout
-        module = build_gpt(self.dims, lay.tp, lay.pp, lay.pp_rank, self.dtype, self.device)
+        module = build_gpt(self.dims, lay.tp, lay.pp, lay.pp_rank, self.dtype, self.device, self.attention)
         if score_head and lay.is_last_stage:
             module.output_layer = ScalarHead(torch.zeros(1, self.dims.hidden, dtype=self.dtype, device=self.device))
         model = _Model(module, score_head, trainable)
@@ -161,17 +159,14 @@ class MegatronPolicyEngine:
 
     # ---- micro-batches and the pipeline ---------------------------------------------------
     def _micro_batches(self, batch: SequenceBatch, index: list[int]) -> list[MicroBatch]:
-        width = max(len(t) for t in batch.token_ids)
-        mask = torch.triu(torch.ones(width, width, dtype=torch.bool, device=self.device), diagonal=1)[None, None]
-        positions = torch.arange(width, device=self.device).expand(self.micro_batch_size, width).contiguous()
-        out = []
-        for start in range(0, len(index), self.micro_batch_size):
-            idx = index[start : start + self.micro_batch_size]
-            tokens = torch.full((self.micro_batch_size, width), self.pad_id, dtype=torch.long)
-            for row, i in enumerate(idx):
-                tokens[row, : len(batch.token_ids[i])] = torch.tensor(batch.token_ids[i])
-            out.append(MicroBatch(tokens.to(self.device), positions, mask, idx, batch.select(idx)))
-        return out
+        if self.packing:
+            return micro_batches.packed(batch, index, self.micro_batch_tokens, self.pad_id, self.device, self.attention)
+        return micro_batches.padded(batch, index, self.micro_batch_size, self.pad_id, self.device,
+                                    causal_mask=self.attention == "local")
+
+    @staticmethod
+    def _forward(module: torch.nn.Module, mb: MicroBatch) -> torch.Tensor:
+        return module(mb.tokens, mb.positions, mb.mask, packed_seq_params=mb.packed)
 
     def _run(self, model: _Model, mbs: list[MicroBatch], on_output: Callable, forward_only: bool) -> None:
         """One pipeline pass; ``on_output(mb, output)`` runs on the last stage and returns the
@@ -184,25 +179,21 @@ class MegatronPolicyEngine:
 
         def forward_step(data_iterator, module):
             mb = next(data_iterator)
-            return module(mb.tokens, mb.positions, mb.mask), functools.partial(loss_func, mb)
+            return self._forward(module, mb), functools.partial(loss_func, mb)
 
         if not mbs:
             return
+        rows, width = mbs[0].shape
         get_forward_backward_func()(
             forward_step_func=forward_step, data_iterator=iter(mbs), model=[model.module], num_microbatches=len(mbs),
-            seq_length=mbs[0].tokens.shape[1], micro_batch_size=self.micro_batch_size, forward_only=forward_only)
-
-    def _response_values(self, mb: MicroBatch, values: torch.Tensor) -> list[torch.Tensor]:
-        """``values[row, t]`` at the positions that predict each real row's response tokens."""
-        return [values[row, p - 1 : len(mb.batch.token_ids[row]) - 1]
-                for row, p in enumerate(mb.batch.num_prompt_tokens)]
+            seq_length=width, micro_batch_size=rows, forward_only=forward_only)
 
     def _logprobs(self, mb: MicroBatch, logits: torch.Tensor) -> list[torch.Tensor]:
         from megatron.core.tensor_parallel import vocab_parallel_cross_entropy
 
         # the cross-entropy kernel overwrites its input: hand it its own contiguous fp32 copy
         x = logits[:, :-1].to(torch.float32, copy=True, memory_format=torch.contiguous_format)
-        return self._response_values(mb, -vocab_parallel_cross_entropy(x, mb.tokens[:, 1:].contiguous()))
+        return micro_batches.response_values(mb, -vocab_parallel_cross_entropy(x, mb.tokens[:, 1:].contiguous()))
 
     @torch.no_grad()
     def _entropy(self, mb: MicroBatch, logits: torch.Tensor) -> list[torch.Tensor]:
@@ -217,7 +208,7 @@ class MegatronPolicyEngine:
         z, ez = e.sum(-1), (e * x).sum(-1)
         dist.all_reduce(z, group=group)
         dist.all_reduce(ez, group=group)
-        return self._response_values(mb, torch.log(z) + top - ez / z)
+        return micro_batches.response_values(mb, torch.log(z) + top - ez / z)
 
     def _from_last_stage(self, value):
         """A Python value computed on the last pipeline stage, on every rank of the pipeline."""
@@ -306,7 +297,7 @@ class MegatronPolicyEngine:
         scores: dict[int, torch.Tensor] = {}
 
         def on_output(mb, output):
-            live = self._response_values(mb, output[..., 0].float())
+            live = micro_batches.response_values(mb, output[..., 0].float())
             scores.update(zip(mb.index, (s.detach() for s in live)))
             stand_in = [ref[i] if ref else torch.zeros_like(s) for i, s in zip(mb.index, live)]
             live_scores = {i: s for i, s in zip(mb.index, live)}

@@ -1,8 +1,9 @@
 """A Qwen2-architecture ``GPTModel`` built from a Hugging Face config.
 
 RMSNorm, SwiGLU, RoPE with the model's theta, grouped-query attention with q/k/v bias, no
-other biases, tied or untied embeddings: the local (non-Transformer-Engine) layer spec, so
-the same model builds on CPU and GPU.
+other biases, tied or untied embeddings: the local (non-Transformer-Engine) layer spec with
+the core attention of ``engine.attention`` (:mod:`oreal.engines.megatron.attention`), so the
+same model, with the same weight names, builds on CPU and GPU.
 """
 
 from __future__ import annotations
@@ -84,15 +85,16 @@ class ScalarHead(torch.nn.Module):
         return hidden @ self.weight.t(), None
 
 
-def build_gpt(dims: ModelDims, tp: int, pp: int, pp_rank: int, dtype: torch.dtype, device: str):
+def build_gpt(dims: ModelDims, tp: int, pp: int, pp_rank: int, dtype: torch.dtype, device: str, attention: str = "local"):
     """This rank's stage of the model (weights are loaded afterwards by the converter)."""
-    from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
     from megatron.core.models.gpt.gpt_model import GPTModel
+
+    from oreal.engines.megatron.attention import layer_spec
 
     check_divisible(dims, tp, pp)
     model = GPTModel(
         config=transformer_config(dims, tp, pp, dtype),
-        transformer_layer_spec=get_gpt_layer_local_spec(normalization="RMSNorm"),
+        transformer_layer_spec=layer_spec(attention),
         vocab_size=dims.vocab, max_sequence_length=dims.max_positions,
         pre_process=pp_rank == 0, post_process=pp_rank == pp - 1,
         share_embeddings_and_output_weights=dims.tied, position_embedding_type="rope",

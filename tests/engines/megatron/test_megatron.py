@@ -1,8 +1,9 @@
-"""The Megatron engine against the torch engine and against itself across layouts.
+"""The Megatron engine against the torch engine and against itself across layouts, core
+attentions and micro-batch layouts (padded or packed).
 
-Each layout runs in its own ``torchrun`` (gloo, CPU) through ``worker.py``, which takes three
-OREAL steps with the token RM and the reference on a fixed batch; the results are compared
-here. The conversion tests need no process group.
+Each run is its own ``torchrun`` (gloo, CPU) of ``worker.py``, which takes three OREAL steps
+with the token RM and the reference on a fixed batch; the results are compared here. The
+conversion tests need no process group.
 """
 
 import subprocess
@@ -81,12 +82,19 @@ def test_layouts_that_do_not_divide_are_refused(dims):
 
 
 # ---- multi-process runs ---------------------------------------------------------------------
-RUNS = {  # name: (processes, worker arguments)
+PACKED = ["--attention", "sdpa", "--packing", "--micro-batch-tokens", "40"]  # rows of 1-3 of the 6-23 token sequences
+RUNS = {  # name: (processes, worker arguments); without flags: Megatron's local attention, padded micro-batches
     "torch": (1, ["--engine", "torch"]),
     "tp1": (1, []),
     "tp2": (2, ["--tp", "2"]),
     "pp2": (2, ["--pp", "2"]),
     "dp2": (2, []),
+    "tp1_sdpa": (1, ["--attention", "sdpa"]),
+    "tp1_packed": (1, PACKED),
+    "tp2_packed": (2, ["--tp", "2", *PACKED]),
+    "pp2_packed": (2, ["--pp", "2", *PACKED]),
+    # torch has no FlexAttention backward on CPU: flex scores here, and trains on GPU only
+    "tp1_flex_packed": (1, ["--attention", "flex", "--packing", "--micro-batch-tokens", "40", "--score-only"]),
 }
 
 
@@ -127,29 +135,40 @@ def max_rel(a: dict, b: dict) -> float:
     return max(float((a[k] - b[k]).abs().max() / b[k].abs().max().clamp_min(1e-30)) for k in a)
 
 
+def assert_scores_equal(a: dict, b: dict, tol: float = 1e-5):
+    assert max(float((x - y).abs().max()) for x, y in zip(a["logprobs"], b["logprobs"])) < tol
+    assert max(float((x - y).abs().max()) for x, y in zip(a["entropy"], b["entropy"])) < tol
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("layout", ["tp2", "pp2", "dp2"])
-def test_parallel_layouts_match_tp1(run, layout):
-    """Loss each step within 1e-5, weights after 3 steps within 1e-5, log-probs within 1e-5."""
+@pytest.mark.parametrize("layout", ["tp2", "pp2", "dp2", "tp1_sdpa", "tp1_packed", "tp2_packed", "pp2_packed"])
+def test_layouts_attention_and_packing_match_tp1(run, layout):
+    """Against TP=1 with the local attention on padded micro-batches: loss each step within
+    1e-5, weights after 3 steps within 1e-5, log-probs and entropy within 1e-5."""
     base, other = run("tp1"), run(layout)
     assert_losses_equal(other, base)
     assert max_abs(other["weights"], base["weights"]) < 1e-5
-    assert max(float((x - y).abs().max()) for x, y in zip(other["logprobs"], base["logprobs"])) < 1e-5
-    assert max(float((x - y).abs().max()) for x, y in zip(other["entropy"], base["entropy"])) < 1e-5
+    assert_scores_equal(other, base)
     assert max_rel(other["grads"], base["grads"]) < 1e-4
 
 
 @pytest.mark.slow
-def test_megatron_matches_the_torch_engine(run):
+def test_flex_attention_on_packed_rows_scores_like_tp1(run):
+    assert_scores_equal(run("tp1_flex_packed"), run("tp1"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", ["tp1", "tp1_packed"])
+def test_megatron_matches_the_torch_engine(run, layout):
     """Same OREAL loss (token RM and KL included) every step, same first-step gradients."""
-    torch_run, mega = run("torch"), run("tp1")
+    torch_run, mega = run("torch"), run(layout)
     assert_losses_equal(mega, torch_run)
     assert max_rel(mega["grads"], torch_run["grads"]) < 1e-4
     assert max_abs(mega["weights"], torch_run["weights"]) < 1e-5
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("layout", ["tp1", "tp2"])
+@pytest.mark.parametrize("layout", ["tp1", "tp2", "tp1_packed", "tp1_flex_packed"])
 def test_logits_match_transformers(run, model_dir, layout):
     from transformers import AutoModelForCausalLM
 
@@ -166,10 +185,11 @@ def test_logits_match_transformers(run, model_dir, layout):
 
 @pytest.mark.slow
 def test_checkpoint_loads_into_another_layout(run):
-    """State saved after step 1 at TP=2, loaded at PP=2 for steps 2-3: same as TP=2 throughout."""
+    """State saved after step 1 at TP=2, loaded at PP=2 for steps 2-3: same as TP=2 throughout
+    (with the default fused attention on packed rows)."""
     state = run.out_dir / "tp2_step1"  # a sharded checkpoint: one file per rank and shard
-    saved = run("tp2_save", 2, ["--tp", "2", "--save-state", str(state)])
-    resumed = run("pp2_resume", 2, ["--pp", "2", "--resume", str(state)])
+    saved = run("tp2_save", 2, ["--tp", "2", *PACKED, "--save-state", str(state)])
+    resumed = run("pp2_resume", 2, ["--pp", "2", *PACKED, "--resume", str(state)])
     assert_losses_equal({"losses": resumed["losses"]}, {"losses": saved["losses"][1:]})
     assert resumed["lrs"] == saved["lrs"][1:]  # the optimisers' own learning rates, exactly
     assert max_abs(resumed["weights"], saved["weights"]) < 1e-5

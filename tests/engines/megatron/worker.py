@@ -3,6 +3,7 @@ torch engine): scores a batch, takes three OREAL steps (token RM included) and s
 0, the per-step losses, the first step's gradients and the final weights in HF names.
 
     torchrun --standalone --nproc_per_node 2 tests/engines/megatron/worker.py MODEL OUT --tp 2
+    ... --attention sdpa --packing --micro-batch-tokens 40   # fused attention on packed rows
 """
 
 import argparse
@@ -48,12 +49,13 @@ def grads_recorder(engine, opt, named):
     return seen
 
 
-def run_megatron(model_dir, tp, pp, mbs):
+def run_megatron(model_dir, tp, pp, mbs, attention="local", packing=False, micro_batch_tokens=0):
     from oreal.engines.megatron.engine import MegatronPolicyEngine
 
     engine = MegatronPolicyEngine(model_dir, tensor_parallel_size=tp, pipeline_parallel_size=pp, use_reference=True,
                                   use_token_rm=True, policy_optim=OPTIM, token_rm_optim=OPTIM, total_steps=10,
-                                  micro_batch_size=mbs)
+                                  micro_batch_size=mbs, attention=attention, packing=packing,
+                                  micro_batch_tokens=micro_batch_tokens)
     grads = grads_recorder(engine, engine.policy.opt, lambda: {
         k: v for unit in engine._gathered(engine.policy, {n: p.grad for n, p in engine.policy.params().items()})
         for k, v in unit.items()})
@@ -70,7 +72,7 @@ def megatron_logits(engine, batch):
 
     mb = engine._micro_batches(batch, [0])[0]
     with torch.no_grad():
-        out = engine.policy.module(mb.tokens, mb.positions, mb.mask)[0, : len(batch.token_ids[0])].contiguous()
+        out = engine._forward(engine.policy.module, mb)[0, : len(batch.token_ids[0])].contiguous()
     parts = [torch.empty_like(out) for _ in range(engine.layout.tp)]
     dist.all_gather(parts, out, group=ps.get_tensor_model_parallel_group())
     return torch.cat(parts, -1)
@@ -102,14 +104,23 @@ def main():
     ap.add_argument("--micro-batch-size", type=int, default=3)
     ap.add_argument("--save-state", help="save the engine state into this folder after the first step")
     ap.add_argument("--resume", help="load the state saved in this folder and start at the second step")
+    ap.add_argument("--attention", default="local", help="engine.attention of the Megatron engine")
+    ap.add_argument("--packing", action="store_true", help="packed micro-batches of --micro-batch-tokens tokens")
+    ap.add_argument("--micro-batch-tokens", type=int, default=40)
+    ap.add_argument("--score-only", action="store_true", help="score, and take no training step (flex on CPU)")
     args = ap.parse_args()
     torch.manual_seed(0)
     if args.engine == "torch":
         engine, grads, weights, logits = run_torch(args.model_dir, args.micro_batch_size)
     else:
-        engine, grads, weights, logits = run_megatron(args.model_dir, args.tp, args.pp, args.micro_batch_size)
+        engine, grads, weights, logits = run_megatron(args.model_dir, args.tp, args.pp, args.micro_batch_size, args.attention,
+                                                      args.packing, args.micro_batch_tokens)
     scored = engine.score(batch(8, seed=7), with_entropy=True)
     rank = int(os.environ.get("RANK", "0"))
+    if args.score_only:
+        if rank == 0:
+            torch.save({"logits": logits, "logprobs": scored.logprobs, "entropy": scored.entropy}, args.out)
+        return
     if args.resume:
         engine.load(Path(args.resume))
     losses, lrs = [], []
