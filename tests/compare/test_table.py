@@ -95,8 +95,8 @@ class _FakeApi:
     """The two calls `load_wandb` makes, answering like `wandb.Api` (no network here)."""
 
     class _Run:
-        def __init__(self, name, job_type, seed, rows):
-            self.name, self.job_type, self.config, self._rows = name, job_type, {"seed": seed}, rows
+        def __init__(self, name, job_type, seed, rows, state="finished"):
+            self.name, self.job_type, self.config, self._rows, self.state = name, job_type, {"seed": seed}, rows, state
 
         def scan_history(self):
             return iter(self._rows)
@@ -106,11 +106,13 @@ class _FakeApi:
 
     def runs(self, path, filters):
         self.calls.append((path, filters))
-        return [self._Run("r0", "4_token_rm", 0, [{"_step": 0, P: 0.5}, {"_step": 5, P: 0.7}])]
+        return [self._Run("r0", "4_token_rm", 0, [{"_step": 0, P: 0.5}, {"_step": 5, P: 0.7}]),
+                self._Run("r1", "4_token_rm", 1, [{"_step": 0, P: 0.5}], state="crashed")]
 
 
 def test_wandb_runs_are_grouped_by_job_type():
     api = _FakeApi()
-    (r,) = load_wandb("me/oreal", "ablation_ladder", api=api)
+    r, crashed = load_wandb("me/oreal", "ablation_ladder", api=api)
     assert api.calls == [("me/oreal", {"group": "ablation_ladder"})]
-    assert (r.variant, r.seed, r.series(P)) == ("4_token_rm", 0, ([0.0, 5.0], [0.5, 0.7]))
+    assert (r.variant, r.seed, r.series(P), r.failed) == ("4_token_rm", 0, ([0.0, 5.0], [0.5, 0.7]), False)
+    assert crashed.failed  # W&B's "crashed" and "failed" runs are kept out of the tables
