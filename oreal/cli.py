@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sbatch": ("oreal.launch.sbatch", "render a plain sbatch script (or --hetjob) for a config, for use without submitit"),
     "passrate": ("oreal.evaluation_cli:passrate_main", "estimate each training prompt's pass rate with a policy"),
     "compare": ("oreal.compare.cli", "a sweep's variants side by side: table over seeds, config differences, --plot curves"),
+    "export": ("oreal.export", "a run folder or checkpoint as a Hugging Face model folder (weights, config, tokenizer)"),
     "status": ("oreal.compare.status_cli", "one line per run of a sweep: state, step reached, why it failed or stopped"),
 }
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -106,13 +106,30 @@ def _group_metrics(prefix: str, by_problem: dict[str, list[EvalSample]], k: int)
     return out
 
 
+def generate_in_chunks(engine: RolloutEngine, token_ids: list[list[int]], n: int, sampling: SamplingSettings,
+                       progress: Optional[str], num_chunks: int = 10, min_chunk: int = 64) -> list:
+    """``engine.generate`` over about ``num_chunks`` slices of the prompts (at least
+    ``min_chunk`` each), with a progress bar; each slice keeps its prompts' positions
+    (``prompt_offset``), so every prompt samples with the seed it has in one call."""
+    from tqdm import tqdm
+
+    size = max(min_chunk, -(-len(token_ids) // num_chunks))
+    groups: list = []
+    with tqdm(total=len(token_ids), desc=progress, unit="problem", leave=False, disable=progress is None) as bar:
+        for start in range(0, len(token_ids), size):
+            chunk = token_ids[start : start + size]
+            groups += engine.generate(chunk, n, replace(sampling, prompt_offset=start))
+            bar.update(len(chunk))
+    return groups
+
+
 def evaluate(name: str, ev: EvalSetConfig, prompts: EvalPrompts, engine: RolloutEngine, grader: Grader, *,
              default_max_new_tokens: int, seed: int = 0, progress: bool = True) -> EvalResult:
     if not prompts.prompts:
         raise ValueError(f"eval set {name!r} has no problem that fits in the prompt budget")
     sampling = SamplingSettings(temperature=ev.temperature, top_p=ev.top_p, seed=seed,
                                 max_new_tokens=ev.max_new_tokens or default_max_new_tokens)
-    groups = engine.generate(prompts.token_ids, ev.num_samples, sampling)
+    groups = generate_in_chunks(engine, prompts.token_ids, ev.num_samples, sampling, f"sampling {name}" if progress else None)
     flat = [(p, i, c) for p, g in zip(prompts.prompts, groups) for i, c in enumerate(g.completions)]
     grades = grader.grade_batch([c.text for _, _, c in flat], [p.answer for p, _, _ in flat],
                                 finish_reasons=[c.finish_reason for _, _, c in flat], problems=[p.problem for p, _, _ in flat],

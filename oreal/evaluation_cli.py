@@ -4,7 +4,9 @@
     oreal eval data=math_train rollout=replay rollout.replay_path=answers.jsonl --sets math500
     oreal passrate data=math_train --k 8 --out math_train.passrate.jsonl
 
-Hydra overrides choose the model, engine and data; ``--model`` points at another checkpoint.
+Hydra overrides choose the model, engine and data; ``--model`` takes a Hugging Face model folder,
+a run folder (``oreal eval --model runs/default_cpu/seed0`` evaluates what the run trained, with
+the run's own settings) or a checkpoint folder.
 """
 
 from __future__ import annotations
@@ -17,15 +19,23 @@ from typing import Optional, Sequence
 
 from oreal.config.load import ConfigError, load_config
 from oreal.config.schema import Config
+from oreal.errors import OrealError
 
 
 def _setup(overrides: Sequence[str], model: Optional[str]):
-    cfg = load_config(overrides)
-    if model is None and cfg.model.build_locally:
-        from oreal.engines.tiny import ensure_tiny
+    """The config and a Hugging Face model folder. ``model`` may be an HF folder, a run folder
+    (its final model, else its latest checkpoint, exported) or a checkpoint; a run's own
+    overrides come first, so it is evaluated with its own settings. Without ``model``: the
+    config's starting model (warm-started when the config says so), what RL starts from."""
+    if model is not None:
+        from oreal.export import model_folder
 
-        model = str(ensure_tiny(cfg.model, cfg.data.cpu_task))
-    return cfg, model or cfg.model.path
+        folder, base = model_folder(Path(model), overrides)
+        return load_config([*base, *overrides]), str(folder)
+    from oreal.trainer.setup import starting_model
+
+    cfg = load_config(overrides)
+    return cfg, starting_model(cfg)
 
 
 def _components(cfg: Config, model_path: str):
@@ -43,13 +53,14 @@ def eval_main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="oreal eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("overrides", nargs="*")
     parser.add_argument("--sets", nargs="+", help="eval sets of the data config (default: all)")
-    parser.add_argument("--model", help="model directory (default: the config's model)")
+    parser.add_argument("--model", help="an HF model folder, a run folder or a checkpoint (default: the config's starting "
+                        "model, warm-started as the config says)")
     parser.add_argument("--out", type=Path, default=Path("eval_results"), help="folder for samples and summaries")
     args = parser.parse_args(argv)
     try:
         cfg, model_path = _setup(args.overrides, args.model)
-    except ConfigError as exc:
-        print(f"oreal: invalid config: {exc}", file=sys.stderr)
+    except OrealError as exc:
+        print(f"oreal: {'invalid config: ' if isinstance(exc, ConfigError) else ''}{exc}", file=sys.stderr)
         return 2
     names = args.sets or list(cfg.data.eval)
     unknown = [n for n in names if n not in cfg.data.eval]
@@ -95,16 +106,18 @@ def passrate_main(argv: Sequence[str]) -> int:
                                      "policy, grade them, and write each prompt's pass rate (JSONL, field pass_rate).")
     parser.add_argument("overrides", nargs="*")
     parser.add_argument("--k", type=int, default=8, help="samples per prompt")
-    parser.add_argument("--model", help="policy directory (default: the config's model)")
+    parser.add_argument("--model", help="an HF model folder, a run folder or a checkpoint (default: the config's starting "
+                        "model, warm-started as the config says)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     try:
         cfg, model_path = _setup(args.overrides, args.model)
-    except ConfigError as exc:
-        print(f"oreal: invalid config: {exc}", file=sys.stderr)
+    except OrealError as exc:
+        print(f"oreal: {'invalid config: ' if isinstance(exc, ConfigError) else ''}{exc}", file=sys.stderr)
         return 2
     from oreal.data.sources import load_source, write_jsonl
     from oreal.engines.protocols import SamplingSettings
+    from oreal.evaluation import generate_in_chunks
 
     render, engine, grader = _components(cfg, model_path)
     r = cfg.rollout
@@ -116,7 +129,7 @@ def passrate_main(argv: Sequence[str]) -> int:
             prompts = load_source(src, cfg.data.cpu_task)
             fitting = [(p, ids) for p in prompts if (ids := render(p.problem)) is not None]
             skipped += len(prompts) - len(fitting)
-            groups = engine.generate([ids for _, ids in fitting], args.k, sampling)
+            groups = generate_in_chunks(engine, [ids for _, ids in fitting], args.k, sampling, f"sampling {source_name}")
             for (p, _), g in zip(fitting, groups):
                 grades = grader.grade_batch([c.text for c in g.completions], [p.answer] * args.k,
                                             finish_reasons=[c.finish_reason for c in g.completions])

@@ -6,13 +6,14 @@ config is converted to typed objects here, once.
 
 Exit status, so that Slurm (``sacct``, requeue, ``afterok``) and shells see what happened:
 0 finished (or requeued), 75 stopped by a signal and not requeued (resume me), 2 invalid
-config, 1 failed. An expected failure prints one line (``oreal: ...``); anything else keeps
-its traceback. In a local sweep (``-m`` without a cluster) a failed point is left to Hydra,
+config, 1 failed. An expected failure prints one line (``oreal: ...``; ``HYDRA_FULL_ERROR=1``
+adds its traceback); anything else keeps its traceback. In a local sweep (``-m`` without a cluster) a failed point is left to Hydra,
 which runs the other points and reports the failure at the end.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 
@@ -54,8 +55,10 @@ def main(dcfg: DictConfig) -> None:
     from oreal.launch.task import EXIT_STOPPED, run_task
 
     try:
-        outcome = run_task(cfg)
+        outcome = run_task(cfg, _command_line())
     except OrealError as exc:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            traceback.print_exc()
         print(f"oreal: {exc}", file=sys.stderr, flush=True)
         _fail(EXIT_FAILED, exc)
     except Exception as exc:
@@ -71,9 +74,14 @@ def main(dcfg: DictConfig) -> None:
         sys.exit(EXIT_STOPPED)
 
 
-def _is_main_rank() -> bool:
-    import os
+def _command_line() -> list[str]:
+    """This run's (or sweep point's) overrides, as Hydra parsed them."""
+    from hydra.core.hydra_config import HydraConfig
 
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def _is_main_rank() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 

@@ -1,7 +1,7 @@
 """A sweep's runs, from its run folders (offline) or from the W&B API (online).
 
 A run folder is any folder holding ``metrics.jsonl`` (the trainer writes it beside
-``config.yaml`` and Hydra's ``hydra/overrides.yaml``). A run's *variant* is its command-line
+``config.yaml`` and ``overrides.yaml``). A run's *variant* is its command-line
 overrides without the seed and without those every run of the sweep shares (``algo=grpo``),
 so the seeds of one variant group together; a sweep of one variant has the variant ``default``. From W&B, the variant is the run's job type (the
 trainer sets it to the variant) and the history is the logged rows.
@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 import yaml
 
+from oreal.trainer.identity import recorded_overrides
 from oreal.trainer.status import STATUS_FILE, read_status
 from oreal.trainer.tracking import MetricsLog
 
@@ -50,9 +51,9 @@ def variant_of(overrides: list[str], shared: frozenset = frozenset()) -> str:
 
 def load_run(folder: Path) -> Run:
     folder = Path(folder)
-    cfg_path, overrides_path = folder / "config.yaml", folder / "hydra" / "overrides.yaml"
+    cfg_path = folder / "config.yaml"
     config = yaml.safe_load(cfg_path.read_text()) if cfg_path.exists() else {}
-    overrides = yaml.safe_load(overrides_path.read_text()) if overrides_path.exists() else []
+    overrides = recorded_overrides(folder) or []
     seed = int(config.get("seed", 0))
     overrides = list(overrides or [])
     status = read_status(folder)

@@ -1,10 +1,13 @@
-"""``oreal config [OVERRIDES]``: compose, validate and print the resolved config as YAML."""
+"""``oreal config [OVERRIDES]``: compose, validate and print the resolved config as YAML, then
+run the checks a run makes before it builds anything (data sources, judge, run folder:
+oreal/trainer/preflight.py); ``--no-checks`` skips them."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import sys
+from pathlib import Path
 from typing import Sequence
 
 import yaml
@@ -15,6 +18,7 @@ from oreal.config.load import ConfigError, load_config
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="oreal config", description=__doc__)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. experiment=oreal_7b algo=grpo")
+    parser.add_argument("--no-checks", action="store_true", help="only compose and validate the config")
     args = parser.parse_args(argv)
     try:
         cfg = load_config(args.overrides)
@@ -22,4 +26,12 @@ def main(argv: Sequence[str]) -> int:
         print(f"oreal: invalid config: {exc}", file=sys.stderr)
         return 2
     print(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False), end="")
+    if not args.no_checks:
+        from oreal.trainer.preflight import PreflightError, preflight
+
+        try:
+            preflight(cfg, Path(cfg.run_dir))
+        except PreflightError as exc:
+            print(f"oreal: {exc}", file=sys.stderr)
+            return 1
     return 0

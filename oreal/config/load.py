@@ -12,11 +12,12 @@ from omegaconf.errors import OmegaConfBaseException
 from oreal.config.schema import Config
 from oreal.config.store import register_configs
 from oreal.config.validate import validate
+from oreal.errors import OrealError
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
-class ConfigError(ValueError):
+class ConfigError(OrealError, ValueError):
     """A config that does not compose or does not validate; the message is one line."""
 
 

@@ -194,6 +194,11 @@ class JudgeConfig:
     request_timeout_s: float = 60.0
     max_retries: int = 3
     deadline_s: float = 600.0
+    # after this many failures in a row the judge is not asked again until one succeeds (each
+    # answer it would have judged is a judge_error at once), so a dead judge costs seconds
+    max_consecutive_errors: int = 16
+    # a step whose judged answers failed more often than this stops the run (1.0: never stop)
+    max_error_rate: float = 0.2
 
 
 @dataclass
@@ -266,6 +271,10 @@ class TrainerConfig:
     eval_at_start: bool = True
     checkpoint_every: int = 10
     keep_last_checkpoints: int = 2
+    # resume a run folder even though result-shaping fields changed (oreal/trainer/identity.py)
+    resume_despite_changes: bool = False
+    # write the final policy as a Hugging Face model folder, <run_dir>/final_model
+    export_final_model: bool = True
     save_trajectories: bool = True
     sft: SFTConfig = field(default_factory=SFTConfig)
 
@@ -307,6 +316,9 @@ class ClusterConfig:
     signal_margin_s: int = 300
     # a stopped job requeues itself (trainer rank 0, `scontrol requeue`) at most this often
     max_requeues: int = 20
+    # effective bandwidth of the weight broadcast from the trainer to the rollout nodes (NCCL
+    # over the cluster's network), for `oreal plan`'s weight-sync estimate
+    interconnect_gb_per_s: float = 25.0
     # collectives between trainer ranks time out after this long; ranks other than 0 wait in
     # one while rank 0 collects a step's rollouts, so keep it above rollout.request_timeout_s
     collective_timeout_min: float = 60.0

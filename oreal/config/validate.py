@@ -6,6 +6,7 @@ the fix, so a bad sweep point fails before it is submitted, in one line.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -52,12 +53,24 @@ def _positive(field: str, value: float) -> None:
         raise ValueError(f"{field}={value} must be > 0")
 
 
+def _tensor_parallel(field: str, size: int, dims: dict[str, int], model: str) -> None:
+    """``size`` must divide every sharded dimension; the suggestion lists the sizes that do."""
+    common = math.gcd(*dims.values())
+    valid = [d for d in range(1, common + 1) if common % d == 0]
+    for name, n in dims.items():
+        if size < 1 or n % size:
+            raise ValueError(f"{field}={size} must divide {name}={n} of model={model}; choose one of: "
+                             f"{', '.join(map(str, valid))} (sizes that divide {', '.join(dims)})")
+
+
 @check
 def _parallel_layout(cfg: Config) -> None:
     m, e = cfg.model, cfg.engine
-    for field, size in (("engine.tensor_parallel_size", e.tensor_parallel_size), ("rollout.tensor_parallel_size", cfg.rollout.tensor_parallel_size)):
-        _must_divide(field, size, "model.num_attention_heads", m.num_attention_heads, m.name)
-        _must_divide(field, size, "model.num_kv_heads", m.num_kv_heads, m.name)
+    heads = {"model.num_attention_heads": m.num_attention_heads, "model.num_kv_heads": m.num_kv_heads}
+    # Megatron also splits the MLP and the vocabulary over tensor-parallel ranks
+    sharded = heads | {"model.intermediate_size": m.intermediate_size, "model.vocab_size": m.vocab_size}
+    _tensor_parallel("engine.tensor_parallel_size", e.tensor_parallel_size, sharded if e.name == "megatron" else heads, m.name)
+    _tensor_parallel("rollout.tensor_parallel_size", cfg.rollout.tensor_parallel_size, heads, m.name)
     _must_divide("engine.pipeline_parallel_size", e.pipeline_parallel_size, "model.num_layers", m.num_layers, m.name)
     if e.name == "torch" and (e.tensor_parallel_size > 1 or e.pipeline_parallel_size > 1):
         raise ValueError(

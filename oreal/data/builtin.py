@@ -11,6 +11,8 @@ import hashlib
 import json
 from pathlib import Path
 
+from oreal.errors import OrealError
+
 FILES_DIR = Path(__file__).with_name("files")
 PREFIX = "builtin:"
 SHA256 = {
@@ -19,8 +21,8 @@ SHA256 = {
 }
 
 
-class DataIntegrityError(ValueError):
-    pass
+class DataIntegrityError(OrealError, ValueError):
+    """A file does not have the sha256 its config pins."""
 
 
 def builtin_path(name: str) -> Path:
@@ -44,7 +46,8 @@ def sha256_of(path: Path) -> str:
 def verify(path: Path, expected: str) -> None:
     actual = sha256_of(path)
     if actual != expected:
-        raise DataIntegrityError(f"{path}: sha256 {actual} does not match the pinned {expected}; the file was modified")
+        raise DataIntegrityError(f"{path}: sha256 {actual} does not match the pinned {expected}: the file was modified, "
+                                 "or it is not the file the config pins")
 
 
 def load_builtin_jsonl(name: str) -> list[dict]:

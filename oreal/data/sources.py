@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable, Optional
 
 from oreal.config.schema import CPUTaskConfig, FieldMap, SourceConfig
 from oreal.data.builtin import PREFIX, builtin_path, read_bytes, verify
+from oreal.errors import OrealError
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class Prompt:
     level: Optional[str] = None
 
 
-class DataError(ValueError):
+class DataError(OrealError, ValueError):
     """A malformed source: the message names the file, the line and the field."""
 
 

@@ -221,5 +221,6 @@ class TorchPolicyEngine:
         self.load_state_dict(torch.load(Path(directory) / "engine.pt", map_location=self.device, weights_only=False))
 
     def save_pretrained(self, path: str) -> None:
-        """The policy in Hugging Face format (for evaluation and export)."""
-        self.policy.save_pretrained(path, safe_serialization=True)
+        """The policy in Hugging Face format (for evaluation and export); rank 0 writes."""
+        if self.dist.is_main:
+            self.policy.save_pretrained(path, safe_serialization=True)

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional, Sequence
 
 from oreal.config.schema import Config, ModelConfig
+from oreal.launch.layout import engine_slots, engines_per_node
 
 GiB = 1 << 30
 BF16 = 2
@@ -106,6 +108,10 @@ class Plan:
     pp: int = 1
     dp: int = 0
     rollout_engines: int = 0
+    engines_per_node: int = 0
+    weight_sync_gb: float = 0.0
+    weight_sync_s: float = 0.0
+    interconnect_gb_per_s: float = 0.0
     train_memory: dict[str, float] = field(default_factory=dict)  # GiB per training GPU
     rollout_memory: dict[str, float] = field(default_factory=dict)  # GiB per rollout GPU
     kv_cache_sequences: float = 0.0
@@ -115,6 +121,7 @@ class Plan:
     step_flops: float = 0.0
     step_time_s: float = 0.0
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -205,7 +212,12 @@ def make_plan(cfg: Config, assumptions: StepAssumptions = StepAssumptions()) -> 
     plan.dp = train_gpus // (tp * pp)
     if c.gpus_per_node % r.tensor_parallel_size:
         plan.problems.append(f"rollout.tensor_parallel_size={r.tensor_parallel_size} does not divide cluster.gpus_per_node={c.gpus_per_node}")
-    plan.rollout_engines = c.rollout_nodes * c.gpus_per_node // r.tensor_parallel_size
+    plan.engines_per_node = engines_per_node(c.gpus_per_node, r.tensor_parallel_size, r.engines_per_node)
+    plan.rollout_engines = len(engine_slots(c.rollout_nodes, c.gpus_per_node, r.tensor_parallel_size, r.engines_per_node))
+    # every sync broadcasts the whole policy in the training dtype, once, to every engine worker
+    plan.weight_sync_gb = param_count(m) * (4 if e.dtype == "float32" else BF16) / 1e9
+    plan.interconnect_gb_per_s = c.interconnect_gb_per_s
+    plan.weight_sync_s = plan.weight_sync_gb / c.interconnect_gb_per_s
 
     plan.train_memory = _train_memory(cfg, tp, pp)
     _step_time(plan, cfg, train_gpus)
@@ -231,8 +243,11 @@ def format_plan(plan: Plan) -> str:
     lines = [f"model {plan.model}: {plan.num_params / 1e9:.3f}B parameters{published}",
              f"cluster: {plan.nodes} nodes x {plan.gpus_per_node} GPUs, {plan.gpu_memory_gb:g} GB each"]
     if plan.rollout_nodes:
-        lines += [f"rollout nodes {plan.rollout_nodes}: {plan.rollout_engines} vLLM engine(s)",
-                  f"training nodes {plan.train_nodes}: Megatron TP={plan.tp} x PP={plan.pp} x DP={plan.dp}"]
+        lines += [f"rollout nodes {plan.rollout_nodes}: {plan.engines_per_node} vLLM engine(s) per node of "
+                  f"{plan.gpus_per_node // max(plan.engines_per_node, 1)} GPU(s) each, {plan.rollout_engines} in all",
+                  f"training nodes {plan.train_nodes}: Megatron TP={plan.tp} x PP={plan.pp} x DP={plan.dp}",
+                  f"weight sync: {plan.weight_sync_gb:.1f} GB per step to every engine in one broadcast, about "
+                  f"{plan.weight_sync_s:.1f} s at cluster.interconnect_gb_per_s={plan.interconnect_gb_per_s:g}"]
     if plan.train_memory:
         lines.append("per training GPU (GiB):")
         lines += [f"  {k:<56} {v:8.1f}" for k, v in plan.train_memory.items()]
@@ -243,21 +258,42 @@ def format_plan(plan: Plan) -> str:
         lines.append(f"  KV cache holds {plan.kv_cache_sequences:.0f} full-length sequences per engine")
     if plan.step_flops:
         lines += _format_step(plan)
+    lines += [f"WARNING: {w}" for w in plan.warnings]
     lines += [f"REFUSED: {p}" for p in plan.problems] or ["layout OK"]
     return "\n".join(lines)
 
 
-def _assumptions(argv) -> tuple[StepAssumptions, list[str]]:
-    """The step-time flags; the rest of ``argv`` are Hydra overrides."""
-    ap = argparse.ArgumentParser(prog="oreal plan", add_help=False)
-    ap.add_argument("--mfu", type=float, default=StepAssumptions.mfu)
-    ap.add_argument("--peak-tflops", type=float, default=StepAssumptions.peak_tflops)
-    ap.add_argument("--mean-tokens", type=int, default=None)
+def check_signal_margin(plan: Plan, cfg: Config, run_dir: Path) -> None:
+    """Warn when ``cluster.signal_margin_s`` is shorter than what the run in ``run_dir``
+    measured for a step plus a checkpoint: the time-limit signal would come too late to save."""
+    from oreal.trainer.tracking import MetricsLog
+
+    rows = MetricsLog(Path(run_dir) / "metrics.jsonl").read()
+    steps = sorted(r["perf/time/step"] for r in rows if "perf/time/step" in r)
+    saves = [r["perf/time/last_checkpoint"] for r in rows if "perf/time/last_checkpoint" in r]
+    if not steps:
+        plan.warnings.append(f"{run_dir}: no measured step yet, the signal margin cannot be checked")
+        return
+    step, save = steps[len(steps) // 2], max(saves, default=0.0)
+    if cfg.cluster.signal_margin_s < step + save:
+        plan.warnings.append(f"cluster.signal_margin_s={cfg.cluster.signal_margin_s} is shorter than a step "
+                             f"({step:.0f} s, median) plus a checkpoint ({save:.0f} s) measured in {run_dir}: a time-limit "
+                             f"signal would not leave time to finish the step and save; raise it above {step + save:.0f}")
+
+
+def _assumptions(argv) -> tuple[StepAssumptions, Optional[Path], list[str]]:
+    """The step-time flags and ``--run``; the rest of ``argv`` are Hydra overrides."""
+    ap = argparse.ArgumentParser(prog="oreal plan", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 usage="oreal plan [--mfu F] [--peak-tflops T] [--mean-tokens N] [--run DIR] [OVERRIDES...]")
+    ap.add_argument("--mfu", type=float, default=StepAssumptions.mfu, help="assumed model FLOPs utilisation (default 0.4)")
+    ap.add_argument("--peak-tflops", type=float, default=StepAssumptions.peak_tflops, help="bf16 dense peak per GPU")
+    ap.add_argument("--mean-tokens", type=int, default=None, help="mean tokens per trained sequence (default: the max)")
+    ap.add_argument("--run", type=Path, help="a run folder whose measured step and checkpoint times check cluster.signal_margin_s")
     args, overrides = ap.parse_known_args(list(argv))
     if not 0 < args.mfu <= 1 or args.peak_tflops <= 0 or (args.mean_tokens is not None and args.mean_tokens <= 0):
         raise ValueError(f"--mfu={args.mfu} must be in (0, 1], --peak-tflops={args.peak_tflops} and "
                          f"--mean-tokens={args.mean_tokens} must be > 0")
-    return StepAssumptions(args.mfu, args.peak_tflops, args.mean_tokens), overrides
+    return StepAssumptions(args.mfu, args.peak_tflops, args.mean_tokens), args.run, overrides
 
 
 def _format_step(plan: Plan) -> list[str]:
@@ -281,11 +317,13 @@ def main(argv) -> int:
     from oreal.config.load import ConfigError, load_config
 
     try:
-        assumptions, overrides = _assumptions(argv)
+        assumptions, run_dir, overrides = _assumptions(argv)
         cfg = load_config(overrides)
     except (ConfigError, ValueError) as exc:
         print(f"oreal plan: {exc}")
         return 2
     plan = make_plan(cfg, assumptions)
+    if run_dir is not None:
+        check_signal_margin(plan, cfg, run_dir)
     print(format_plan(plan))
     return 0 if plan.ok else 1

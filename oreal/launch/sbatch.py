@@ -14,6 +14,7 @@ which resumes from the same run folder; the script only passes the exit status o
 
 from __future__ import annotations
 
+import argparse
 import shlex
 import sys
 from typing import Sequence
@@ -69,9 +70,11 @@ def render(cfg: Config, overrides: Sequence[str], hetjob: bool = False) -> str:
 def main(argv: Sequence[str]) -> int:
     from oreal.config.load import ConfigError, load_config
 
-    argv = list(argv)
-    hetjob = "--hetjob" in argv
-    overrides = [a for a in argv if a != "--hetjob"]
+    ap = argparse.ArgumentParser(prog="oreal sbatch", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 usage="oreal sbatch [--hetjob] OVERRIDES... > job.sbatch")
+    ap.add_argument("--hetjob", action="store_true", help="a heterogeneous job: rollout and training nodes as two components")
+    args, overrides = ap.parse_known_args(list(argv))
+    hetjob = args.hetjob
     try:
         cfg = load_config(overrides)
     except ConfigError as exc:

@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Sequence
 
 from oreal.config.schema import Config
 from oreal.launch.layout import EngineSlot, split_evenly
@@ -38,9 +39,10 @@ def in_slurm_job() -> bool:
     return "SLURM_JOB_ID" in os.environ and "SLURM_PROCID" in os.environ
 
 
-def run_task(cfg: Config) -> str:
+def run_task(cfg: Config, overrides: Sequence[str] = ()) -> str:
     """Play this task's role; returns its outcome ("finished", "stopped", "requeued",
-    "served", "idle"). Failures are recorded in the run folder and raised."""
+    "served", "idle"). Failures are recorded in the run folder and raised. ``overrides``
+    (the command line) are recorded in the run folder."""
     run_dir = Path(cfg.run_dir)
     role = role_of_this_task(cfg)
     if role.name == "idle":
@@ -49,7 +51,7 @@ def run_task(cfg: Config) -> str:
     if role.name == "all":
         from oreal.trainer import run
 
-        outcome = run(cfg, run_dir)
+        outcome = run(cfg, run_dir, overrides=overrides)
         return requeue(cfg, run_dir) if outcome == "stopped" else outcome
     rendezvous = Rendezvous(run_dir)
     _forward_stop_signals(rendezvous)
@@ -57,7 +59,7 @@ def run_task(cfg: Config) -> str:
     try:
         if role.name == "rollout":
             return serve_rollouts(cfg, run_dir, role)
-        return train_remote(cfg, run_dir, role, rendezvous)
+        return train_remote(cfg, run_dir, rendezvous, overrides)
     finally:
         watch.stop()
 
@@ -118,14 +120,14 @@ def serve_rollouts(cfg: Config, run_dir: Path, role: Role) -> str:
 
 
 # ---- trainer tasks ----------------------------------------------------------------------------
-def train_remote(cfg: Config, run_dir: Path, role: Role, rendezvous: Rendezvous) -> str:
+def train_remote(cfg: Config, run_dir: Path, rendezvous: Rendezvous, overrides: Sequence[str]) -> str:
     from oreal.launch.fleet import RolloutFleet
     from oreal.launch.roles import fleet
     from oreal.trainer import run
 
     num_engines = len(fleet(cfg))
     outcome = run(cfg, run_dir, rollout_builder=lambda: RolloutFleet.connect(run_dir, num_engines, cfg.rollout),
-                  stop_requested=rendezvous.stop_requested)
+                  stop_requested=rendezvous.stop_requested, overrides=overrides)
     if outcome == "stopped" and int(os.environ.get("RANK", "0")) == 0:
         return requeue(cfg, run_dir)
     return outcome

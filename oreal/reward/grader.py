@@ -66,7 +66,8 @@ def build_grader(reward_cfg) -> Grader:
     judge = None
     j = reward_cfg.judge
     if j.enabled:
-        settings = JudgeSettings(j.base_url, j.model, j.max_concurrency, j.request_timeout_s, j.max_retries, j.deadline_s)
+        settings = JudgeSettings(j.base_url, j.model, j.max_concurrency, j.request_timeout_s, j.max_retries, j.deadline_s,
+                                 max_consecutive_errors=j.max_consecutive_errors)
         judge = JudgeClient(settings, api_key=os.environ.get(j.api_key_env))
     return Grader(pool, judge, reward_cfg.thinking_markers)
 

@@ -78,6 +78,16 @@ class _Worker:
         self.conn.close()
 
 
+def reason_rates(counts: dict[str, float]) -> dict[str, float]:
+    """From ``reward/reason/<r>`` counts: the number graded, the timeout and parse-error rates
+    among all answers, and the judge's error rate among the answers it was asked about."""
+    n = {r: counts.get(f"reward/reason/{r}", 0.0) for r in REASONS}
+    total, judged = sum(n.values()), n["judge_correct"] + n["judge_incorrect"] + n["judge_error"]
+    return {"reward/num_graded": total, "reward/timeout_rate": n["timeout"] / total if total else 0.0,
+            "reward/parse_error_rate": n["parse_error"] / total if total else 0.0,
+            "reward/judge_error_rate": n["judge_error"] / judged if judged else 0.0}
+
+
 class GradingPool:
     """``num_workers`` processes (0: one per CPU core), ``timeout_s`` per answer, ``memory_mb`` each."""
 
@@ -142,11 +152,8 @@ class GradingPool:
             if reset:
                 self._reasons.clear()
                 self._latencies.clear()
-        total = sum(reasons.values())
         out = {f"reward/reason/{r}": float(reasons.get(r, 0)) for r in REASONS}
-        out["reward/num_graded"] = float(total)
-        out["reward/timeout_rate"] = reasons.get("timeout", 0) / total if total else 0.0
-        out["reward/parse_error_rate"] = reasons.get("parse_error", 0) / total if total else 0.0
+        out.update(reason_rates(out))
         if lat:
             out["perf/grade_latency_p50_ms"] = 1000 * lat[len(lat) // 2]
             out["perf/grade_latency_p99_ms"] = 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))]

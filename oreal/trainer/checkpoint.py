@@ -16,6 +16,7 @@ import json
 import os
 import random
 import shutil
+import sys
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -23,9 +24,14 @@ import torch
 import torch.distributed as dist
 
 from oreal.engines.distributed import DistEnv
+from oreal.errors import OrealError
 from oreal.trainer.status import incarnation
 
 LATEST = "latest"
+
+
+class CheckpointError(OrealError):
+    """No checkpoint of the run folder can be loaded."""
 
 
 def _fsync_dir(path: Path) -> None:
@@ -113,6 +119,37 @@ class CheckpointManager:
             return None
         path = self.root / pointer.read_text().strip()
         return path if (path / "trainer.json").exists() else None
+
+    def candidates(self) -> list[Path]:
+        """Complete checkpoints, the one ``latest`` names first, then the others, newest first."""
+        steps = sorted((p for p in self.root.glob("step_*") if (p / "trainer.json").exists()), reverse=True)
+        latest = self.latest()
+        return ([latest] if latest else []) + [p for p in steps if p != latest]
+
+    def load_latest(self, read_engine: Callable[[Path], None]) -> Optional[tuple[Path, dict]]:
+        """Collective: load the newest checkpoint every rank can read; a damaged one (a kill
+        that left a truncated file, a full disk) is reported and the one before it used.
+        ``(path, trainer state)``, or None when the run has no checkpoint."""
+        from oreal.errors import one_line
+        from oreal.trainer.ranks import any_rank
+
+        tried = []
+        for path in self.candidates():
+            error = None
+            try:
+                state = self.load(path, read_engine)
+            except Exception as exc:  # noqa: BLE001 - any unreadable piece makes the checkpoint unusable
+                error = exc
+            if not any_rank(error is not None, self.env):
+                return path, state
+            tried.append(f"{path.name}: {one_line(error) if error else 'unreadable on another rank'}")
+            if self.env.is_main:
+                print(f"oreal: checkpoint {path} cannot be loaded ({tried[-1].split(': ', 1)[1]}); trying the one before",
+                      file=sys.stderr, flush=True)
+        if tried:
+            raise CheckpointError(f"no checkpoint in {self.root} can be loaded ({'; '.join(tried)}); move the folder away "
+                                  "to start the run afresh")
+        return None
 
     def load(self, path: Path, read_engine: Callable[[Path], None]) -> dict:
         """Collective: the trainer state; ``read_engine(folder)`` restores the engine. Also

@@ -25,6 +25,7 @@ from oreal.engines.protocols import SamplingSettings
 from oreal.engines.weights import CountedBuckets
 from oreal.evaluation import evaluate, write_result
 from oreal.errors import RolloutEngineError
+from oreal.reward.judge import JudgeUnavailable
 from oreal.trainer.ranks import any_rank
 from oreal.trainer.rollouts import StepSamples, logprob_gaps, token_counts
 from oreal.trainer.setup import RunComponents
@@ -157,6 +158,7 @@ class Trainer:
         flat = [(p, c) for (_, p), g in zip(samples.prompts, samples.groups) for c in g.completions]
         grades = self.parts.grader.grade_batch([c.text for _, c in flat], [p.answer for p, _ in flat],
                                                finish_reasons=[c.finish_reason for _, c in flat], problems=[p.problem for p, _ in flat])
+        check_judge_errors(grades, self.cfg.reward.judge)
         k = self.cfg.trainer.num_samples_per_prompt
         samples.grades = [grades[i : i + k] for i in range(0, len(grades), k)]
         samples.rewards = torch.tensor([[g.reward for g in row] for row in samples.grades])
@@ -211,3 +213,15 @@ class Trainer:
 def _table_row(s) -> dict:
     return {"id": s.id, "sample": s.sample, "response": s.response, "extracted": s.extracted or "", "gold": s.gold,
             "correct": s.correct, "reason": s.reason}
+
+
+def check_judge_errors(grades, judge) -> None:
+    """Stop the run when the LLM judge failed on more of this step's answers than
+    ``reward.judge.max_error_rate`` allows: each failure is a correct answer possibly punished."""
+    asked = [g for g in grades if g.reason.startswith("judge_")]
+    failed = [g for g in asked if g.reason == "judge_error"]
+    if asked and len(failed) / len(asked) > judge.max_error_rate:
+        raise JudgeUnavailable(
+            f"the LLM judge failed on {len(failed)} of the {len(asked)} answers it was asked about this step "
+            f"(more than reward.judge.max_error_rate={judge.max_error_rate:g}; last error: {failed[-1].detail}); "
+            f"check the server at reward.judge.base_url={judge.base_url}, or train without a judge (reward=rule)")

@@ -13,6 +13,7 @@ With one process every helper reduces to the plain call.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
 import torch
@@ -22,7 +23,7 @@ from oreal.engines.distributed import DistEnv
 from oreal.engines.protocols import RolloutEngine, RolloutGroup, SamplingSettings
 from oreal.errors import RolloutEngineError
 from oreal.reward.grader import Grader
-from oreal.reward.pool import Grade
+from oreal.reward.pool import Grade, reason_rates
 
 
 def broadcast_from_main(value: Any, env: DistEnv) -> Any:
@@ -126,10 +127,35 @@ class SpreadGrader:
         for part in parts:
             for k, v in part.items():
                 out[k] = max(out.get(k, 0.0), v) if k.startswith("perf/") else out.get(k, 0.0) + v
-        total = out.get("reward/num_graded", 0.0)
-        for rate, reason in (("reward/timeout_rate", "timeout"), ("reward/parse_error_rate", "parse_error")):
-            out[rate] = out.get(f"reward/reason/{reason}", 0.0) / total if total else 0.0
-        return out
+        return out | reason_rates(out)
 
     def close(self) -> None:
         self.grader.close()
+
+
+def check_shared_folder(run_dir: Path, env: DistEnv, wait_s: float = 10.0) -> None:
+    """Every trainer rank must see the same run folder (checkpoints are written by all of
+    them, read by all of them): each writes a marker there, and each looks for all markers."""
+    if not env.is_distributed:
+        return
+    import socket
+    import time
+
+    from oreal.errors import OrealError
+    from oreal.trainer.status import incarnation
+
+    inc = incarnation()
+    folder = Path(run_dir) / ".ranks" / f"{inc['job_id']}.{inc['restart']}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / str(env.rank)).write_text(socket.gethostname())
+    dist.barrier()
+    deadline = time.monotonic() + wait_s
+    while (missing := [r for r in range(env.world_size) if not (folder / str(r)).exists()]) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    unseen = gather_to_all((socket.gethostname(), missing), env)
+    blind = [(r, host, m) for r, (host, m) in enumerate(unseen) if m]
+    if blind:
+        rank, host, missing = blind[0]
+        raise OrealError(f"run_dir={run_dir} is not one folder for all trainer ranks: rank {rank} on {host} cannot see the "
+                         f"files of ranks {missing}; put the run folder (hydra.sweep.dir / run_dir) on a file system every "
+                         "node shares")

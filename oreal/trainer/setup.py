@@ -8,6 +8,7 @@ import json
 import os
 import secrets
 import socket
+import sys
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -26,19 +27,48 @@ from oreal.trainer.status import slurm_job
 from oreal.trainer.tracking import Tracker, git_sha, redact
 
 RUN_ID_FILE = "wandb_run_id"
+FINAL_MODEL = "final_model"
+
+
+def complete_model_folder(out: Path, source: str) -> None:
+    """Add what an engine's weights lack to make ``out`` a loadable Hugging Face model folder:
+    the tokenizer, chat template and generation settings of the model the run started from."""
+    from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+
+    AutoTokenizer.from_pretrained(source).save_pretrained(out)
+    if not (out / "config.json").exists():
+        AutoConfig.from_pretrained(source).save_pretrained(out)
+    try:
+        GenerationConfig.from_pretrained(source).save_pretrained(out)
+    except OSError:  # the source has no generation_config.json
+        pass
 
 
 def starting_model(cfg: Config, progress: bool = True) -> str:
     """The checkpoint RL starts from: the configured model (built locally for the tiny sizes),
-    warm-started by SFT when ``trainer.sft.enabled``."""
+    warm-started by SFT when ``trainer.sft.enabled``. Before the (long) warm start, the
+    prompts must fit the model (:func:`oreal.trainer.preflight.check_prompt_fits`)."""
     if not cfg.model.build_locally:
         from oreal.engines.model_files import resolve_model_path
 
-        return resolve_model_path(cfg.model.path, cfg.cache_dir)
+        path = resolve_model_path(cfg.model.path, cfg.cache_dir)
+        _check_prompts_fit(cfg, path)
+        return path
     from oreal.engines.tiny import ensure_tiny
     from oreal.trainer.sft import warm_start
 
-    return str(warm_start(cfg, ensure_tiny(cfg.model, cfg.data.cpu_task), progress))
+    base = ensure_tiny(cfg.model, cfg.data.cpu_task)
+    _check_prompts_fit(cfg, str(base))
+    return str(warm_start(cfg, base, progress))
+
+
+def _check_prompts_fit(cfg: Config, model_path: str) -> None:
+    from transformers import AutoConfig, AutoTokenizer
+
+    from oreal.trainer.preflight import check_prompt_fits
+
+    positions = getattr(AutoConfig.from_pretrained(model_path), "max_position_embeddings", None)
+    check_prompt_fits(cfg, AutoTokenizer.from_pretrained(model_path), positions)
 
 
 def run_id(run_dir: Path) -> str:
@@ -97,10 +127,15 @@ class RunComponents:
     def resume(self, sampler) -> tuple[int, float]:
         """Restore the latest checkpoint of this run folder, if any (every rank reads its
         part); returns the step to start at and the training seconds already spent."""
-        latest = self.checkpoints.latest()
-        if latest is None:
+        found = self.checkpoints.load_latest(self.policy.load)
+        if found is None:  # a fresh start: rows an attempt left before its first checkpoint go
+            if self.dist.is_main:
+                self.tracker.log.truncate_after(-1)
             return 0, 0.0
-        state = self.checkpoints.load(latest, self.policy.load)
+        path, state = found
+        if self.dist.is_main:
+            print(f"oreal: resuming {self.run_dir} from step {state['step']} ({path.relative_to(self.run_dir)})",
+                  file=sys.stderr, flush=True)
         sampler.load_state_dict(state["sampler"])
         self.rollout.update_weights(self.policy.export_weights(self.cfg.engine.sync_bucket_mb << 20))
         if self.dist.is_main:
@@ -121,6 +156,16 @@ class RunComponents:
 
         return tqdm(total=self.cfg.trainer.num_steps, initial=start, desc=f"{self.cfg.name} ({self.cfg.algo.name})",
                     unit="step", disable=not (self.cfg.logging.progress_bars and self.dist.is_main))
+
+    def export_final_model(self) -> Optional[Path]:
+        """The trained policy as a Hugging Face model folder (collective; rank 0 writes)."""
+        if not self.cfg.trainer.export_final_model:
+            return None
+        out = self.run_dir / FINAL_MODEL
+        self.policy.save_pretrained(str(out))
+        if self.dist.is_main:
+            complete_model_folder(out, self.model_path)
+        return out
 
     def close(self, exit_code: int = 0) -> None:
         self.tracker.finish(exit_code)

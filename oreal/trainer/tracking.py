@@ -12,11 +12,13 @@ import json
 import os
 import re
 import subprocess
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Optional
 
 from oreal.config.schema import Config
+from oreal.errors import OrealError
 
 _SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password)$", re.IGNORECASE)
 
@@ -51,10 +53,16 @@ class MetricsLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def truncate_after(self, step: int) -> None:
-        """Drop records of steps after ``step`` (they are redone after a resume)."""
+        """Drop records of steps after ``step`` (they are redone after a resume), and a partial
+        last line (what a kill in the middle of a write leaves), with a warning."""
         if not self.path.exists():
             return
-        keep = [line for line in self.path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+        lines = [line for line in self.path.read_text().splitlines() if line.strip()]
+        rows = self.read()
+        if len(rows) < len(lines):
+            print(f"oreal: {self.path}: dropped a partial last line (the previous run was killed while writing it)",
+                  file=sys.stderr, flush=True)
+        keep = [json.dumps(r) for r in rows if r["step"] <= step]
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text("".join(line + "\n" for line in keep))
         tmp.replace(self.path)
@@ -84,6 +92,15 @@ class MetricsLog:
         return rows
 
 
+def wandb_mode(cfg: Config) -> str:
+    """``WANDB_MODE`` from the environment when set (W&B's own convention), else
+    ``logging.wandb_mode``."""
+    mode = os.environ.get("WANDB_MODE") or cfg.logging.wandb_mode
+    if mode not in ("online", "offline", "disabled"):
+        raise OrealError(f"WANDB_MODE={mode!r} in the environment: expected online, offline or disabled")
+    return mode
+
+
 class Tracker:
     """JSONL always, W&B when ``logging.wandb_mode`` is not ``disabled``; a disabled tracker
     (trainer ranks other than 0) writes nothing at all."""
@@ -91,7 +108,8 @@ class Tracker:
     def __init__(self, cfg: Config, run_dir: Path, run_id: str, extra_config: Optional[dict] = None, enabled: bool = True):
         self.log = MetricsLog(Path(run_dir) / "metrics.jsonl") if enabled else None
         self.run = None
-        if not enabled or cfg.logging.wandb_mode == "disabled":
+        self.mode = wandb_mode(cfg)
+        if not enabled or self.mode == "disabled":
             return
         os.environ.setdefault("WANDB_SILENT", "true")
         import wandb
@@ -106,7 +124,7 @@ class Tracker:
         self.run = wandb.init(
             project=lg.project, entity=lg.entity, group=lg.group or cfg.name, job_type=lg.job_type or cfg.algo.name,
             name=lg.run_name or f"{cfg.name}-{cfg.algo.name}-seed{cfg.seed}", tags=list(lg.tags), config=config,
-            id=run_id, resume="allow", dir=str(run_dir), mode=lg.wandb_mode, settings=wandb.Settings(console="off", silent=True),
+            id=run_id, resume="allow", dir=str(run_dir), mode=self.mode, settings=wandb.Settings(console="off", silent=True),
         )
         os.environ.pop("WANDB_SERVICE", None)
         self._samples_tables = 0
@@ -127,7 +145,11 @@ class Tracker:
         self.run.log({key: wandb.Table(columns=columns, data=[[r[c] for c in columns] for r in rows])}, step=step)
 
     def finish(self, exit_code: int = 0) -> None:
-        """Close the W&B run; a non-zero ``exit_code`` marks it failed."""
+        """Close the W&B run; a non-zero ``exit_code`` marks it failed. An offline run says
+        how to upload it."""
         if self.run is not None:
+            folder = getattr(self.run, "dir", None)
             self.run.finish(exit_code=exit_code)
             self.run = None
+            if self.mode == "offline" and folder:
+                print(f"oreal: W&B run saved offline; upload it with `wandb sync {Path(folder).parent}`", file=sys.stderr)

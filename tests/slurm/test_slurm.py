@@ -260,7 +260,7 @@ def test_a_killed_engine_fails_the_job_within_the_timeout(tmp_path, warm_model_d
 def test_a_sweep_with_a_failing_point_fails_that_point_only(tmp_path, warm_model_dir):
     overrides = [o for o in tiny_run(warm_model_dir, steps=2) if not o.startswith("model.path=")]
     sweep = submit(tmp_path, "sweep", [*overrides, f"model.path={warm_model_dir},/nonexistent/model"], expect_ok=False)
-    ok, bad = sorted(run_folders(sweep), key=lambda p: "nonexistent" in (p / "hydra" / "overrides.yaml").read_text())
+    ok, bad = sorted(run_folders(sweep), key=lambda p: "nonexistent" in (p / "overrides.yaml").read_text())
     assert sacct(job_id(ok)) == ("COMPLETED", "0:0")
     bad_status = json.loads((bad / "status.json").read_text())
     assert bad_status["state"] == "failed" and bad_status["step"] is None

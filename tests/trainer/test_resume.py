@@ -98,3 +98,29 @@ def test_sigkill_during_a_checkpoint_write_resumes_from_the_previous_one(warm_mo
     out, _ = proc.communicate(timeout=900)
     assert proc.returncode == 0 and "finished" in out, out
     assert comparable(records(tmp_path)) == comparable(uninterrupted)
+
+
+def test_a_damaged_latest_checkpoint_and_a_partial_metrics_line_are_survived(warm_model_dir, tmp_path, uninterrupted):
+    """What a kill can leave: the newest checkpoint's engine.pt cut short (a disk that filled
+    up, a copy interrupted) and half a metrics line. The resume reports both, falls back to the
+    checkpoint before, and ends like the uninterrupted run."""
+    overrides = fast_overrides(warm_model_dir, tmp_path, steps=STEPS)
+    proc = start(overrides)
+    wait_for(lambda: 4 in logged_steps(tmp_path) or proc.poll() is not None)
+    os.kill(proc.pid, signal.SIGTERM)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == EXIT_STOPPED, out
+    latest = (tmp_path / "checkpoints" / "latest").read_text().strip()
+    engine = tmp_path / "checkpoints" / latest / "engine.pt"
+    engine.write_bytes(engine.read_bytes()[: engine.stat().st_size // 2])
+    with (tmp_path / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 99, "reward/me')
+
+    proc = start(overrides)
+    out, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0 and "finished" in out, out
+    stopped_at = int(latest.split("_")[1])
+    assert f"oreal: checkpoint {tmp_path / 'checkpoints' / latest} cannot be loaded" in out
+    assert f"oreal: resuming {tmp_path} from step {stopped_at - 1} (checkpoints/step_{stopped_at - 1:06d})" in out
+    assert "dropped a partial last line" in out
+    assert comparable(records(tmp_path)) == comparable(uninterrupted)
