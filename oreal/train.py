@@ -20,7 +20,7 @@ import traceback
 import hydra
 from omegaconf import DictConfig
 
-from oreal.config.load import CONF_DIR, ConfigError, to_config
+from oreal.config.load import CONF_DIR, ConfigError, load_config, to_config
 from oreal.config.store import register_configs
 from oreal.errors import OrealError
 from oreal.trainer.signals import receive_stop_signals
@@ -85,5 +85,38 @@ def _is_main_rank() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
+HYDRA_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--resolve", "--package", "-p",
+               "--shell-completion", "-sc", "--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd",
+               "--version", "--run", "-r")
+
+
+def validate_command_line(argv: list[str]) -> int:
+    """Every run (every point of a ``-m`` sweep) composed and validated before Hydra starts
+    anything: a bad value is one line naming the field, and no bad sweep point reaches a
+    cluster. Returns the exit status (0: all valid)."""
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    overrides = [a for a in argv if a not in ("-m", "--multirun")]
+    if any(a.split("=")[0] in HYDRA_FLAGS for a in overrides):
+        return 0  # Hydra's own modes (help, printing the config) stay Hydra's
+    from oreal.launch.submit import sweep_points
+
+    try:
+        points = sweep_points(overrides) if multirun else [overrides]
+    except Exception as exc:  # noqa: BLE001 - Hydra's parser errors have no common base class
+        print(f"oreal: invalid override: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return EXIT_CONFIG
+    bad = 0
+    for point in points:
+        try:
+            load_config(point)
+        except ConfigError as exc:
+            bad += 1
+            where = f" (sweep point {' '.join(point)})" if multirun else ""
+            print(f"oreal: invalid config{where}: {exc}", file=sys.stderr)
+    return EXIT_CONFIG if bad else 0
+
+
 if __name__ == "__main__":
+    if status := validate_command_line(sys.argv[1:]):
+        sys.exit(status)
     main()

@@ -9,6 +9,8 @@ from typing import Sequence
 def main(argv: Sequence[str]) -> int:
     from oreal import train
 
+    if status := train.validate_command_line(list(argv)):
+        return status
     sys.argv = ["oreal.train", *argv]
     train.main()
     return 0

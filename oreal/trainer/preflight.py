@@ -2,7 +2,8 @@
 
 Everything a run will need and can be checked cheaply: the run folder is writable; every
 training and evaluation source exists, parses, has the named fields and at least one row (the
-error names the config field and the file and line of the first bad row); a configured LLM
+error names the config field and the file and line of the first bad row); the model path is a
+folder or a hub id that can be fetched (oreal/engines/model_files.py); a configured LLM
 judge answers; and, once the tokenizer exists (before the SFT warm start), a prompt fits the
 model's context and ``data.max_prompt_tokens``. ``oreal config`` runs the same checks.
 """
@@ -26,6 +27,10 @@ def preflight(cfg: Config, run_dir: Optional[Path] = None) -> None:
     if run_dir is not None:
         check_writable(Path(run_dir))
     check_sources(cfg)
+    if not cfg.model.build_locally:
+        from oreal.engines.model_files import resolve_model_path
+
+        resolve_model_path(cfg.model.path, cfg.cache_dir)  # a hub id is downloaded now, once
     if cfg.reward.judge.enabled:
         check_judge(cfg)
 
