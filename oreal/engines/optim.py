@@ -32,6 +32,19 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimConfig, tota
     return opt, sched
 
 
+def load_schedule(sched: torch.optim.lr_scheduler.LambdaLR, state: dict) -> None:
+    """Restore a schedule's position (load the optimiser first). The learning rate in use is then
+    recomputed from *this* run's schedule at that position, not taken from the checkpoint: a run
+    extended with a larger ``trainer.num_steps`` decays over its new length from its first resumed
+    step on, exactly as a run started with that length (with an unchanged length it is the same
+    value the checkpoint holds)."""
+    sched.load_state_dict(state)
+    lrs = [base * factor(sched.last_epoch) for base, factor in zip(sched.base_lrs, sched.lr_lambdas)]
+    for group, lr in zip(sched.optimizer.param_groups, lrs):
+        group["lr"] = lr
+    sched._last_lr = lrs
+
+
 def advance_schedule(sched: torch.optim.lr_scheduler.LRScheduler) -> None:
     """One RL step of the schedule. A frozen policy's schedule still advances (as in the
     reference), before its optimiser ever stepped: torch's warning about that order is noise."""

@@ -22,7 +22,7 @@ from oreal.algo import LossInputs, TokenCounts
 from oreal.config.schema import OptimConfig
 from oreal.engines.distributed import DistEnv, all_reduce_in_buckets, all_reduce_metrics
 from oreal.engines.logprobs import chunked_entropy, chunked_logprobs, compute_dtype
-from oreal.engines.optim import advance_schedule, build_optimizer
+from oreal.engines.optim import advance_schedule, build_optimizer, load_schedule
 from oreal.engines.packing import Packed, pack, packed_hidden
 from oreal.engines.protocols import MicroBatchLoss, ScoredTokens, SequenceBatch, TrainStats
 from oreal.engines.weights import buckets
@@ -206,11 +206,11 @@ class TorchPolicyEngine:
     def load_state_dict(self, state: dict) -> None:
         self.policy.load_state_dict(state["policy"])
         self.policy_opt.load_state_dict(state["policy_opt"])
-        self.policy_sched.load_state_dict(state["policy_sched"])
+        load_schedule(self.policy_sched, state["policy_sched"])
         if self.token_rm is not None:
             self.token_rm.load_state_dict(state["token_rm"])
             self.rm_opt.load_state_dict(state["rm_opt"])
-            self.rm_sched.load_state_dict(state["rm_sched"])
+            load_schedule(self.rm_sched, state["rm_sched"])
 
     def save(self, directory: Path) -> None:
         """Data-parallel ranks hold the same state: rank 0 writes ``engine.pt``."""

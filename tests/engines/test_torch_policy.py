@@ -117,3 +117,22 @@ def test_two_process_data_parallel_equals_one_process(tiny_model_dir, tmp_path):
     assert any(not torch.equal(start[k], want[k]) for k in want)
     for k in want:
         torch.testing.assert_close(dp[k], want[k], atol=1e-10, rtol=1e-9)
+
+
+def test_resume_with_a_longer_run_follows_the_new_schedule(tiny_model_dir, tmp_path):
+    """A run extended on resume (a larger trainer.num_steps) uses the new length's learning rate
+    from its first resumed step, as a run started with that length would."""
+    from oreal.engines.optim import lr_factor
+    from tests.engines.policy_helpers import OPTIM
+
+    batch = rl_batch()
+    short = make_engine(tiny_model_dir, total_steps=2)
+    for _ in range(2):
+        short.train_step(batch, oreal_loss_fn(), counts_of(batch))
+    torch.save(short.state_dict(), tmp_path / "state.pt")
+    extended = make_engine(tiny_model_dir, total_steps=6)
+    extended.load_state_dict(torch.load(tmp_path / "state.pt"))
+    want = OPTIM.lr * lr_factor(2, OPTIM, 6)
+    assert want != pytest.approx(short.policy_opt.param_groups[0]["lr"])  # the short run's schedule is spent
+    for opt in (extended.policy_opt, extended.rm_opt):
+        assert opt.param_groups[0]["lr"] == pytest.approx(want, rel=1e-12)

@@ -34,7 +34,7 @@ from oreal.engines.megatron.convert import gather_units, hf_to_mcore, local_shar
 from oreal.engines.megatron.micro_batches import MicroBatch
 from oreal.engines.megatron.model import ModelDims, ScalarHead, build_gpt
 from oreal.engines.megatron.parallel import Layout, init_parallel
-from oreal.engines.optim import advance_schedule, build_optimizer
+from oreal.engines.optim import advance_schedule, build_optimizer, load_schedule
 from oreal.engines.protocols import MicroBatchLoss, ScoredTokens, SequenceBatch, TrainStats
 from oreal.engines.torch_policy import pad, scalar_head
 from oreal.engines.weights import buckets
@@ -430,9 +430,9 @@ class MegatronPolicyEngine:
                     for m in ("exp_avg", "exp_avg_sq"):
                         adam[pname][m].copy_(loaded[f"{name}.{m}.{key}"])
             model.master_to_params()
-            model.sched.load_state_dict(common["sched"])
             for group, saved in zip(model.opt.param_groups, common["param_groups"]):
-                group.update(saved)  # the learning rate in use is the optimiser's, not the schedule's record
+                group.update(saved)
+            load_schedule(model.sched, common["sched"])
 
     def save_pretrained(self, path: str) -> None:
         """The policy as a Hugging Face checkpoint (rank 0 writes)."""
@@ -448,7 +448,7 @@ class MegatronPolicyEngine:
 
 
 def _hyper_parameters(opt: torch.optim.Optimizer) -> list[dict]:
-    """Each parameter group's settings (lr as last set by the schedule, betas, weight decay)."""
+    """Each parameter group's settings (betas, weight decay; the lr is recomputed from the schedule on load)."""
     return [{k: v for k, v in group.items() if k != "params"} for group in opt.param_groups]
 
 
