@@ -40,6 +40,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import platform
 import resource
 import statistics
 import subprocess
@@ -221,13 +222,33 @@ class MachineLoad:
                 "warnings": self.warnings()}
 
 
+def cpu_description(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU model with its widest vector instructions and whether it has bf16 ones. Figures
+    from CPUs that differ here do not compare: without ``avx512_bf16``/``amx_bf16`` torch
+    emulates bf16 matrix products, several times slower than float32."""
+    try:
+        lines = cpuinfo.read_text().splitlines()
+    except OSError:
+        return platform.processor() or "unknown CPU"
+
+    def field(name: str) -> str:
+        return next((line.split(":", 1)[1].strip() for line in lines if line.startswith(name)), "")
+
+    flags = set(field("flags").split())
+    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    bf16 = "bf16 instructions" if flags & {"avx512_bf16", "amx_bf16"} else "no bf16 instructions"
+    return f"{field('model name') or 'unknown CPU'} ({vector}, {bf16})"
+
+
 # ---- the table ----------------------------------------------------------------------------------
 def render_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]], *, load: MachineLoad,
                  systems: Sequence[str], repeats: int, ratios: Sequence[tuple[str, Ratio]] = (),
-                 ratio_spec: str = ".2f", date: Optional[datetime.date] = None) -> str:
-    """The Markdown block a README records: title with the date, order and load lines, the table
-    (with one WARNING row per broken quiet-machine rule), then the ratios."""
+                 ratio_spec: str = ".2f", date: Optional[datetime.date] = None, cpu: Optional[str] = None) -> str:
+    """The Markdown block a README records: title with the date, order and machine lines (the
+    CPU, ``cpu_description()`` unless given, and the load), the table (with one WARNING row per
+    broken quiet-machine rule), then the ratios."""
     date = date or datetime.date.today()
+    cpu = cpu or cpu_description()
     warnings = load.warnings()
     if repeats < 3:
         warnings.append(f"only {repeats} repeat{'s' if repeats > 1 else ''} per system: too few for a spread to mean much")
@@ -236,7 +257,7 @@ def render_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str
     lines = [f"**{title}**, measured {date.isoformat()}: {repeats} repeat{'s' if repeats > 1 else ''} per system "
              f"in alternating order ({order}); cells are median (min-max) over repeats.",
              "",
-             f"Machine: {load.describe()}. Quiet machine: {'no' if load.warnings() else 'yes'}.",
+             f"Machine: {cpu}, {load.describe()}. Quiet machine: {'no' if load.warnings() else 'yes'}.",
              "",
              "| " + " | ".join(columns) + " |",
              "|" + "---|" * len(columns)]

@@ -152,11 +152,12 @@ def test_table_golden():
         "oreal vs TRL", ["system", "s / step", "peak RSS (MB)"],
         [["trl_grpo", Spread.of(trl).fmt(), "1290"], ["oreal_grpo", Spread.of(oreal).fmt(), "585"]],
         load=load, systems=["trl_grpo", "oreal_grpo"], repeats=3,
-        ratios=[("oreal_grpo / trl_grpo, s / step", Ratio.of(oreal, trl))], date=datetime.date(2026, 11, 27))
+        ratios=[("oreal_grpo / trl_grpo, s / step", Ratio.of(oreal, trl))], date=datetime.date(2026, 11, 27),
+        cpu="AMD EPYC (AVX2, no bf16 instructions)")
     assert text == """\
 **oreal vs TRL**, measured 2026-11-27: 3 repeats per system in alternating order (trl_grpo, oreal_grpo, trl_grpo, oreal_grpo, ...); cells are median (min-max) over repeats.
 
-Machine: 2 CPUs; load average (1 / 5 / 15 min) 0.85 / 0.50 / 0.25 before, 1.90 / 1.20 / 0.60 after; other processes during the run: 0.10 CPUs. Quiet machine: no.
+Machine: AMD EPYC (AVX2, no bf16 instructions), 2 CPUs; load average (1 / 5 / 15 min) 0.85 / 0.50 / 0.25 before, 1.90 / 1.20 / 0.60 after; other processes during the run: 0.10 CPUs. Quiet machine: no.
 
 | system | s / step | peak RSS (MB) |
 |---|---|---|
@@ -174,3 +175,11 @@ def test_table_flags_a_single_repeat_and_says_quiet():
     assert "1 repeat per system in alternating order (a, b);" in text
     assert "Quiet machine: yes." in text
     assert text.endswith("| **WARNING:** only 1 repeat per system: too few for a spread to mean much |  |")
+
+
+def test_cpu_description_names_the_vector_and_bf16_instructions(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse avx2 fma\n")
+    assert benchlib.cpu_description(info) == "AMD EPYC (AVX2, no bf16 instructions)"
+    info.write_text("model name\t: Intel Xeon\nflags\t\t: avx2 avx512f avx512_bf16 amx_tile\n")
+    assert benchlib.cpu_description(info) == "Intel Xeon (AVX-512, bf16 instructions)"

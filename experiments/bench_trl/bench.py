@@ -7,7 +7,10 @@ Same warm-started tiny model (the default experiment's SFT cache), same prompt s
 CPU task's train split in oreal's sampler order), same reward (oreal's checker, +1 / -1, a
 truncated answer is wrong), same group size (8) and batch (16 prompts, one optimiser step of
 128 completions), same AdamW settings and schedule, same KL (k3, 0.01) and token-level loss
-normalisation, and the same engine: Hugging Face ``generate`` on both sides (TRL's default).
+normalisation, the same precision (float32: TRL's ``bf16=True`` default autocasts on CPU, which
+CPUs without bf16 instructions emulate, about 8x slower here) and no activation checkpointing
+(TRL's default is on, oreal's off), and the same engine: Hugging Face ``generate`` on both sides
+(TRL's default).
 Every run trains in a fresh process (so peak memory is its own), and the systems run in
 alternating order, ``--repeats`` rounds of one run each (experiments/benchlib.py); seconds per
 step of a run are the median over its steps 3-12 (two warm-up steps); held-out pass@1 after the
@@ -112,7 +115,8 @@ def trl_worker(model: str, steps: int, seed: int, out: Path) -> dict:
         shuffle_dataset=False, learning_rate=p.lr, lr_scheduler_type="cosine_with_min_lr",
         lr_scheduler_kwargs={"min_lr": p.min_lr}, warmup_steps=p.warmup_steps, weight_decay=p.weight_decay,
         adam_beta1=p.betas[0], adam_beta2=p.betas[1], max_grad_norm=p.max_grad_norm,
-        beta=cfg.algo.kl_coef, loss_type="dapo", scale_rewards="group", num_iterations=1)
+        beta=cfg.algo.kl_coef, loss_type="dapo", scale_rewards="group", num_iterations=1,
+        bf16=False, gradient_checkpointing=False)  # oreal's settings here: float32, no recomputation
     clock = StepClock()
     trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(model, dtype="float32"), args=args,
                           processing_class=tokenizer, reward_funcs=correctness, train_dataset=Dataset.from_list(rows),
