@@ -106,7 +106,8 @@ BAD = [
 
 
 @pytest.mark.parametrize("overrides,pattern", BAD, ids=[" ".join(o) for o, _ in BAD])
-def test_bad_values_fail_in_one_line_naming_the_field(overrides, pattern):
+def test_bad_values_fail_in_one_line_naming_the_field(overrides, pattern, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # relative data paths (the pass-rate file) must not exist, whatever runs/ holds here
     with pytest.raises(ConfigError, match=pattern) as info:
         load_config(overrides)
     assert "\n" not in str(info.value)
