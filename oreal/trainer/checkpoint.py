@@ -51,7 +51,8 @@ def _fsync_tree(root: Path) -> None:
         _fsync_dir(path)
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
+    """``text`` into ``path`` all at once: a reader sees the old file or the new one, never a part."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "w") as f:
         f.write(text)
@@ -108,7 +109,7 @@ class CheckpointManager:
                 shutil.rmtree(final)
             tmp.rename(final)
             _fsync_dir(self.root)
-            _write_atomic(self.root / LATEST, final.name + "\n")
+            write_atomic(self.root / LATEST, final.name + "\n")
             self._prune()
         _barrier(self.env)
         return final

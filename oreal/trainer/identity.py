@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -22,6 +21,7 @@ import yaml
 
 from oreal.config.schema import Config
 from oreal.errors import OrealError
+from oreal.trainer.checkpoint import write_atomic
 
 IDENTITY_FILE = "identity.json"
 OVERRIDES_FILE = "overrides.yaml"
@@ -91,9 +91,7 @@ def record_identity(cfg: Config, run_dir: Path, overrides: Optional[Sequence[str
     if overrides is not None:
         files[OVERRIDES_FILE] = yaml.safe_dump(list(overrides))
     for name, text in files.items():
-        tmp = run_dir / f".{name}.{os.getpid()}"
-        tmp.write_text(text)
-        tmp.replace(run_dir / name)
+        write_atomic(run_dir / name, text)
 
 
 def recorded_overrides(run_dir: Path) -> Optional[list[str]]:
