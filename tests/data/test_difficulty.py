@@ -78,13 +78,16 @@ def test_the_paper_regime_stream_repeats_by_band_and_drops_easy_prompts(tmp_path
     from oreal.config import load_config
 
     path = passrate_file(tmp_path, {1: [0.9, 0.65], 2: [0.1], 3: [0.3]})
-    cfg = load_config(["experiment=ablation_ladder_paper_regime", f"data.train.cpu_task.path={path}"])
+    every_level = ["experiment=ablation_ladder_paper_regime", f"data.train.cpu_task.path={path}",
+                   "data.train.cpu_task.levels=null"]
+    cfg = load_config(every_level)
     assert cfg.data.difficulty_balance
     sampler = build_sampler(cfg)
     stream = sorted(p.id for p in sampler.sources["cpu_task"])
     assert stream == ["p1"] * 2 + ["p2"] * 6 + ["p3"] * 4  # 0.9 dropped
-    cfg = load_config(["experiment=ablation_ladder_paper_regime", f"data.train.cpu_task.path={path}",
-                       "data.train.cpu_task.levels=[2,3]"])
+    # the shipped mix (levels 2-4) drops level 1; level 4 is absent from this file
+    cfg = load_config(["experiment=ablation_ladder_paper_regime", f"data.train.cpu_task.path={path}"])
+    assert [str(x) for x in cfg.data.train["cpu_task"].levels] == ["2", "3", "4"]
     assert sorted(p.id for p in build_sampler(cfg).sources["cpu_task"]) == ["p2"] * 6 + ["p3"] * 4
 
 
