@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Optional
 
 from oreal.errors import RolloutEngineError
+from oreal.trainer.atomic import write_atomic
 from oreal.trainer.status import incarnation
 
 
@@ -31,12 +32,8 @@ class Rendezvous:
     # ---- rollout engines ------------------------------------------------------------------
     def publish_engine(self, index: int, info: dict) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        path = self.dir / f"engine-{index}.json"
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump({**info, "index": index, "pid": os.getpid(), **incarnation()}, f)
-        os.replace(tmp, path)
+        info = {**info, "index": index, "pid": os.getpid(), **incarnation()}
+        write_atomic(self.dir / f"engine-{index}.json", json.dumps(info), mode=0o600)  # it holds the auth key
         self.heartbeat(index)
 
     def engine(self, index: int) -> Optional[dict]:

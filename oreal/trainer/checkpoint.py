@@ -25,6 +25,7 @@ import torch.distributed as dist
 
 from oreal.engines.distributed import DistEnv
 from oreal.errors import OrealError
+from oreal.trainer.atomic import fsync_dir, write_atomic
 from oreal.trainer.status import incarnation
 
 LATEST = "latest"
@@ -34,32 +35,13 @@ class CheckpointError(OrealError):
     """No checkpoint of the run folder can be loaded."""
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _fsync_tree(root: Path) -> None:
     for path in sorted(root.rglob("*")):
         if path.is_file():
             with open(path, "rb") as fh:
                 os.fsync(fh.fileno())
     for path in sorted((p for p in root.rglob("*") if p.is_dir()), reverse=True):
-        _fsync_dir(path)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """``text`` into ``path`` all at once: a reader sees the old file or the new one, never a part."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-    _fsync_dir(path.parent)
+        fsync_dir(path)
 
 
 def rng_state() -> dict:
@@ -108,7 +90,7 @@ class CheckpointManager:
             if final.exists():
                 shutil.rmtree(final)
             tmp.rename(final)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
             write_atomic(self.root / LATEST, final.name + "\n")
             self._prune()
         _barrier(self.env)

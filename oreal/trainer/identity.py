@@ -21,7 +21,7 @@ import yaml
 
 from oreal.config.schema import Config
 from oreal.errors import OrealError
-from oreal.trainer.checkpoint import write_atomic
+from oreal.trainer.atomic import write_atomic
 
 IDENTITY_FILE = "identity.json"
 OVERRIDES_FILE = "overrides.yaml"
@@ -56,11 +56,32 @@ def identity(cfg: Config) -> dict[str, Any]:
     return {k: v for k, v in sorted(flat.items()) if k.startswith(SHAPES_RESULTS) and not k.startswith(NOT_IDENTITY)}
 
 
-def differences(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
+def field_defaults(cfg: Config) -> dict[str, Any]:
+    """The schema default of every field of :func:`identity` that has one (JSON-ready, as there)."""
+    out: dict[str, Any] = {}
+    for key in identity(cfg):
+        *path, name = key.split(".")
+        owner: Any = cfg
+        for part in path:
+            owner = owner.get(part) if isinstance(owner, dict) else getattr(owner, part, None)
+        fields = {f.name: f for f in dataclasses.fields(owner)} if dataclasses.is_dataclass(owner) else {}
+        field = fields.get(name)
+        if field is None or (field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING):
+            continue
+        value = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        out[key] = json.loads(json.dumps(_flat(value, "x.")["x"], default=str))
+    return out
+
+
+def differences(recorded: dict[str, Any], current: dict[str, Any], defaults: Optional[dict[str, Any]] = None) -> list[str]:
     """``field: recorded -> current`` for every field that differs; another loss variant is
-    one line (``algo.name``), not the list of fields in which the variants' configs differ."""
+    one line (``algo.name``), not the list of fields in which the variants' configs differ.
+    A field the record lacks (a run from before oreal had it) does not differ when its current
+    value is its default in ``defaults``: a new field's default keeps the old behaviour."""
     missing = object()
-    keys = [k for k in sorted(set(recorded) | set(current)) if recorded.get(k, missing) != current.get(k, missing)]
+    defaults = defaults or {}
+    keys = [k for k in sorted(set(recorded) | set(current)) if recorded.get(k, missing) != current.get(k, missing)
+            and not (k not in recorded and k in defaults and current.get(k, missing) == defaults[k])]
     if "algo.name" in keys:
         keys = ["algo.name"] + [k for k in keys if not k.startswith("algo.")]
     return [f"{k}: {recorded.get(k, '(unset)')!r} -> {current.get(k, '(unset)')!r}" for k in keys]
@@ -73,7 +94,7 @@ def check_identity(cfg: Config, run_dir: Path) -> None:
     path = Path(run_dir) / IDENTITY_FILE
     if not path.exists() or not (Path(run_dir) / "checkpoints" / "latest").exists():
         return
-    diffs = differences(json.loads(path.read_text()), identity(cfg))
+    diffs = differences(json.loads(path.read_text()), identity(cfg), field_defaults(cfg))
     if not diffs or cfg.trainer.resume_despite_changes:
         return
     shown = "; ".join(diffs[:SHOWN_DIFFERENCES]) + (f"; and {len(diffs) - SHOWN_DIFFERENCES} more" if len(diffs) > SHOWN_DIFFERENCES else "")

@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from oreal.trainer.atomic import write_atomic
+
 STATUS_FILE = "status.json"
 STATES = ("running", "finished", "stopped", "failed")
 
@@ -83,9 +85,7 @@ def write_status(run_dir: Path, state: str, *, step: Optional[int] = None, reaso
     status = RunStatus(state, step, reason, task, socket.gethostname(), os.getpid(), **incarnation(), time=time.time(),
                        slurm_job=slurm_job())
     run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / f".{STATUS_FILE}.{socket.gethostname()}-{os.getpid()}"
-    tmp.write_text(json.dumps(asdict(status), indent=2) + "\n")
-    tmp.replace(run_dir / STATUS_FILE)
+    write_atomic(run_dir / STATUS_FILE, json.dumps(asdict(status), indent=2) + "\n")
     return True
 
 

@@ -19,6 +19,7 @@ from typing import Any, Optional
 
 from oreal.config.schema import Config
 from oreal.errors import OrealError
+from oreal.trainer.atomic import write_atomic
 
 _SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password)$", re.IGNORECASE)
 
@@ -63,9 +64,7 @@ class MetricsLog:
             print(f"oreal: {self.path}: dropped a partial last line (the previous run was killed while writing it)",
                   file=sys.stderr, flush=True)
         keep = [json.dumps(r) for r in rows if r["step"] <= step]
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(line + "\n" for line in keep))
-        tmp.replace(self.path)
+        write_atomic(self.path, "".join(line + "\n" for line in keep))
 
     def write(self, step: int, metrics: dict[str, float]) -> None:
         with self.path.open("a", encoding="utf-8") as f:

@@ -47,6 +47,27 @@ def test_a_different_config_is_refused_before_anything_loads(tmp_path):
     check_identity(load_config(["algo=grpo", "trainer.resume_despite_changes=true"]), tmp_path)  # explicitly allowed
 
 
+def test_a_run_from_before_a_new_field_resumes_while_the_field_keeps_its_default(tmp_path):
+    """A record written before a field existed lacks it: the field's default (which keeps the
+    old behaviour) matches, any other value is a difference like any other."""
+    import json
+
+    from oreal.trainer.identity import IDENTITY_FILE, record_identity
+
+    cfg = load_config(["algo=oreal"])
+    record_identity(cfg, tmp_path)
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "latest").write_text("step_000004\n")
+    old = json.loads((tmp_path / IDENTITY_FILE).read_text())
+    del old["algo.schedule_after_freeze"], old["trainer.policy_optim.betas"]
+    (tmp_path / IDENTITY_FILE).write_text(json.dumps(old))
+    check_identity(cfg, tmp_path)  # both at their defaults: the same run
+    with pytest.raises(RunIdentityError, match=r"algo\.schedule_after_freeze: '\(unset\)' -> True"):
+        check_identity(load_config(["algo=oreal", "algo.schedule_after_freeze=true"]), tmp_path)
+    with pytest.raises(RunIdentityError, match=r"trainer\.policy_optim\.betas: '\(unset\)' -> \[0\.9, 0\.999\]"):
+        check_identity(load_config(["algo=oreal", "trainer.policy_optim.betas=[0.9,0.999]"]), tmp_path)
+
+
 # ---- preflight: fails in seconds, one line, before any model ----------------------------------
 def test_a_missing_dataset_is_refused_in_one_line_before_any_model(tmp_path):
     proc = entry([f"run_dir={tmp_path / 'run'}", f"cache_dir={tmp_path / 'cache'}", "data=math_train",
