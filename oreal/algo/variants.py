@@ -19,6 +19,8 @@ Row 4 differs from row 3 in three ways, each a field of its own so that they can
 at a time (``conf/ladder/3a_*`` .. ``3c_*``, and ``2a_*`` .. ``2d_*`` for the GRPO loss):
 ``filter`` (``none`` / ``drop_uniform`` / ``pair``), ``actor_freeze_steps`` and the token
 weights' ``rescale`` (``threshold`` / ``topk`` / ``uniform``: the RM trained but every weight 1).
+``schedule_after_freeze`` starts the policy's learning-rate schedule at its first update
+instead of at step 0 (``conf/ladder/4w_*``).
 """
 
 from __future__ import annotations
@@ -58,6 +60,10 @@ class AlgoConfig:
     advantage_estimator: str = "none"
     filter: str = "none"
     actor_freeze_steps: int = 0
+    # false (the reference): the policy's lr schedule runs through the frozen steps, so its first
+    # update comes at about the peak lr with no warm-up (and Adam's first step moves every weight
+    # by about lr); true: its warm-up and decay start at its first update
+    schedule_after_freeze: bool = False
     kl_coef: float = 0.01
     kl_estimator: str = "k3"
 

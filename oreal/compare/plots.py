@@ -25,6 +25,15 @@ def _mean_band(runs: Sequence[Run], key: str, x: str) -> tuple[np.ndarray, np.nd
     return grid, stacked.mean(0), stacked.min(0), stacked.max(0)
 
 
+_DASHES = ("-", "--", ":", "-.")
+
+
+def line_style(i: int) -> tuple[int, str]:
+    """Variant ``i``'s (tab10 colour index, line style): the colours first, then the same
+    colours dashed, so up to 40 variants are told apart."""
+    return i % 10, _DASHES[(i // 10) % len(_DASHES)]
+
+
 def plot(runs: Sequence[Run], metrics: Sequence[str], path: Path, title: str = "") -> Path:
     import matplotlib
 
@@ -41,8 +50,9 @@ def plot(runs: Sequence[Run], metrics: Sequence[str], path: Path, title: str = "
                 grid, mean, lo, hi = _mean_band(group, key, x)
                 if grid.size == 0:
                     continue
-                ax.plot(grid, mean, color=colours(i % 10), label=f"{variant} (n={len(group)})", lw=1.6)
-                ax.fill_between(grid, lo, hi, color=colours(i % 10), alpha=0.18, lw=0)
+                colour, dash = line_style(i)
+                ax.plot(grid, mean, color=colours(colour), ls=dash, label=f"{variant} (n={len(group)})", lw=1.6)
+                ax.fill_between(grid, lo, hi, color=colours(colour), alpha=0.18, lw=0)
             ax.set_xlabel(label)
             ax.set_ylabel(key)
             ax.grid(alpha=0.3)

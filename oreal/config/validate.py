@@ -110,6 +110,9 @@ def _algo(cfg: Config) -> None:
             f"algo.actor_freeze_steps={a.actor_freeze_steps} must be in [0, trainer.num_steps={cfg.trainer.num_steps}); "
             "otherwise the policy never trains"
         )
+    if a.schedule_after_freeze and not a.actor_freeze_steps:
+        raise ValueError("algo.schedule_after_freeze=true only changes a run with algo.actor_freeze_steps > 0; "
+                         "set it to false or give the freeze")
     if a.actor_freeze_steps and not a.uses_token_rm:
         raise ValueError(f"algo.actor_freeze_steps={a.actor_freeze_steps} only makes sense with a token RM (algo={a.name}); set it to 0")
     if a.uses_token_rm:

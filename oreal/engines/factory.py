@@ -41,6 +41,12 @@ def _replay(cfg: Config, model_path: str) -> RolloutEngine:
 ROLLOUT_BUILDERS: dict[str, RolloutBuilder] = {"vllm": _vllm, "hf": _hf, "replay": _replay}
 
 
+def policy_schedule_delay(cfg: Config) -> int:
+    """RL steps before the policy's lr schedule starts: the freeze with
+    ``algo.schedule_after_freeze``, else 0 (the schedule runs through the frozen steps)."""
+    return cfg.algo.actor_freeze_steps if cfg.algo.schedule_after_freeze else 0
+
+
 def _torch(cfg: Config, model_path: str, dist_env: DistEnv) -> PolicyEngine:
     from oreal.engines.torch_policy import TorchPolicyEngine
 
@@ -48,7 +54,8 @@ def _torch(cfg: Config, model_path: str, dist_env: DistEnv) -> PolicyEngine:
     return TorchPolicyEngine(
         model_path, dtype=cfg.engine.dtype, use_reference=cfg.algo.uses_reference, use_token_rm=cfg.algo.uses_token_rm,
         policy_optim=t.policy_optim, token_rm_optim=t.token_rm_optim, total_steps=t.num_steps,
-        micro_batch_size=cfg.engine.micro_batch_size_per_rank, logprob_chunk_size=cfg.engine.logprob_chunk_size,
+        policy_schedule_delay=policy_schedule_delay(cfg), micro_batch_size=cfg.engine.micro_batch_size_per_rank,
+        logprob_chunk_size=cfg.engine.logprob_chunk_size,
         gradient_checkpointing=cfg.engine.gradient_checkpointing, pack_row_tokens=cfg.engine.pack_row_tokens,
         dist_env=dist_env, seed=cfg.seed,
     )
@@ -62,7 +69,8 @@ def _megatron(cfg: Config, model_path: str, dist_env: DistEnv) -> PolicyEngine:
         model_path, tensor_parallel_size=e.tensor_parallel_size, pipeline_parallel_size=e.pipeline_parallel_size,
         dtype=e.dtype, use_reference=cfg.algo.uses_reference, use_token_rm=cfg.algo.uses_token_rm,
         policy_optim=t.policy_optim, token_rm_optim=t.token_rm_optim, total_steps=t.num_steps,
-        micro_batch_size=e.micro_batch_size_per_rank, attention=e.attention, packing=e.packing,
+        policy_schedule_delay=policy_schedule_delay(cfg), micro_batch_size=e.micro_batch_size_per_rank,
+        attention=e.attention, packing=e.packing,
         micro_batch_tokens=e.micro_batch_tokens_per_rank, seed=cfg.seed,
     )
 

@@ -57,6 +57,7 @@ def pad(values: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
 class TorchPolicyEngine:
     def __init__(self, model_path: str, *, dtype: str = "float32", use_reference: bool = True, use_token_rm: bool = False,
                  policy_optim: OptimConfig = OptimConfig(), token_rm_optim: OptimConfig = OptimConfig(), total_steps: int = 1,
+                 policy_schedule_delay: int = 0,
                  micro_batch_size: int = 4, logprob_chunk_size: int = 1024, gradient_checkpointing: bool = False,
                  pack_row_tokens: int = 1024, dist_env: DistEnv = DistEnv(), seed: int = 0):
         from transformers import AutoModelForCausalLM
@@ -77,7 +78,10 @@ class TorchPolicyEngine:
         if use_token_rm:
             backbone = copy.deepcopy(self.policy.get_decoder())
             self.token_rm = TokenRewardModel(backbone, self.policy.config.hidden_size, seed).to(self.device)
-        self.policy_opt, self.policy_sched = build_optimizer(self.policy.parameters(), policy_optim, total_steps)
+        # a delayed schedule (the frozen steps) spans the steps that update the policy only
+        self.policy_opt, self.policy_sched = build_optimizer(self.policy.parameters(), policy_optim,
+                                                             total_steps - policy_schedule_delay)
+        self._policy_schedule_waits = policy_schedule_delay > 0
         self.policy_clip = policy_optim.max_grad_norm
         if self.token_rm is not None:
             self.rm_opt, self.rm_sched = build_optimizer(self.token_rm.parameters(), token_rm_optim, total_steps)
@@ -175,18 +179,22 @@ class TorchPolicyEngine:
                 p.grad = torch.zeros_like(p)
         all_reduce_in_buckets([p.grad for p in params])
 
-    def _step(self, module, opt, sched, clip: float, name: str, update: bool) -> dict[str, float]:
+    def _step(self, module, opt, sched, clip: float, name: str, update: bool, waits: bool = False) -> dict[str, float]:
+        """One optimiser step (none when not ``update``); the schedule advances unless it
+        ``waits`` for updates and there was none."""
         out = {f"optim/{name}_lr": sched.get_last_lr()[0] if update else 0.0}
         if update:
             self._sync_grads(module)
             out[f"optim/{name}_grad_norm"] = float(torch.nn.utils.clip_grad_norm_(module.parameters(), clip))
             opt.step()
         opt.zero_grad(set_to_none=True)
-        advance_schedule(sched)
+        if update or not waits:
+            advance_schedule(sched)
         return out
 
     def _optimizer_steps(self, update_policy: bool) -> dict[str, float]:
-        metrics = self._step(self.policy, self.policy_opt, self.policy_sched, self.policy_clip, "policy", update_policy)
+        metrics = self._step(self.policy, self.policy_opt, self.policy_sched, self.policy_clip, "policy", update_policy,
+                             waits=self._policy_schedule_waits)
         if self.token_rm is not None:
             metrics.update(self._step(self.token_rm, self.rm_opt, self.rm_sched, self.rm_clip, "token_rm", True))
         return metrics

@@ -116,3 +116,11 @@ def test_wandb_runs_are_grouped_by_job_type():
     assert api.calls == [("me/oreal", {"group": "ablation_ladder"})]
     assert (r.variant, r.seed, r.series(P), r.failed) == ("4_token_rm", 0, ([0.0, 5.0], [0.5, 0.7]), False)
     assert crashed.failed  # W&B's "crashed" and "failed" runs are kept out of the tables
+
+
+def test_more_than_ten_variants_keep_distinct_line_styles():
+    from oreal.compare.plots import line_style
+
+    styles = [line_style(i) for i in range(40)]
+    assert len(set(styles)) == 40
+    assert styles[:2] == [(0, "-"), (1, "-")] and styles[10] == (0, "--") and styles[11] == (1, "--")

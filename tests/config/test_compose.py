@@ -167,6 +167,21 @@ def test_reference_optimiser_row():
     assert cfg.algo == row4.algo and list(row4.trainer.policy_optim.betas) == [0.9, 0.95]
 
 
+def test_schedule_after_freeze_row_is_row_4_with_a_delayed_policy_schedule():
+    from dataclasses import replace
+
+    from oreal.engines.factory import policy_schedule_delay
+
+    cfg = load_config(["experiment=ablation_ladder", "ladder=4w_schedule_after_freeze"])
+    row4 = load_config(["experiment=ablation_ladder", "ladder=4_token_rm"])
+    assert cfg.algo.schedule_after_freeze and not row4.algo.schedule_after_freeze
+    assert replace(cfg.algo, schedule_after_freeze=False) == row4.algo and cfg.trainer == row4.trainer
+    assert (policy_schedule_delay(cfg), policy_schedule_delay(row4)) == (10, 0)
+    with pytest.raises(ValueError, match=r"algo\.schedule_after_freeze=true only changes a run with algo\.actor_freeze_steps > 0"):
+        load_config(["experiment=ablation_ladder", "ladder=4_token_rm", "algo.actor_freeze_steps=0",
+                     "algo.schedule_after_freeze=true"])
+
+
 def test_paper_regime_keeps_the_ladders_warm_start_and_budget():
     paper = load_config(["experiment=ablation_ladder_paper_regime", f"data.train.cpu_task.path={PASSRATE_SAMPLE}"])
     ladder = load_config(["experiment=ablation_ladder"])

@@ -49,6 +49,38 @@ def test_frozen_policy_trains_only_the_token_rm(tiny_model_dir):
     assert stats.metrics["optim/policy_lr"] == 0.0 and stats.metrics["optim/token_rm_lr"] > 0
 
 
+@pytest.mark.parametrize("delay", [0, 2])
+def test_policy_schedule_runs_through_the_freeze_or_starts_at_the_first_update(tiny_model_dir, tmp_path, delay):
+    """Two frozen steps then updates to the end (warm-up 1, 6 steps): through the freeze (delay 0,
+    the reference) the updates run at the schedule's steps 2-5 of 6; delayed, at its steps 0-3 of
+    4. A checkpoint taken during the freeze resumes the same schedule. The
+    token RM's schedule is never delayed."""
+    from oreal.config.schema import OptimConfig
+    from oreal.engines.optim import lr_factor
+
+    optim = OptimConfig(lr=1e-3, min_lr=1e-4, warmup_steps=1)
+    make = lambda: make_engine(tiny_model_dir, policy_optim=optim, token_rm_optim=optim, total_steps=6,  # noqa: E731
+                               policy_schedule_delay=delay)
+    batch = rl_batch()
+    engine = make()
+    engine.train_step(batch, oreal_loss_fn(), counts_of(batch), update_policy=False)
+    torch.save(engine.state_dict(), tmp_path / "frozen.pt")
+    engine = make()  # resumed after the first frozen step
+    engine.load_state_dict(torch.load(tmp_path / "frozen.pt"))
+    metrics = [engine.train_step(batch, oreal_loss_fn(), counts_of(batch), update_policy=step >= 2).metrics
+               for step in range(1, 6)]
+    assert metrics[0]["optim/policy_lr"] == 0.0
+    policy_steps = range(2, 6) if delay == 0 else range(0, 4)
+    want = [lr_factor(s, optim, 6 - delay) * 1e-3 for s in policy_steps]
+    assert [m["optim/policy_lr"] for m in metrics[1:]] == pytest.approx(want, rel=1e-12)
+    # by hand: cosine from 1e-3 to 1e-4 after 1 warm-up step, factor 0.1 + 0.45 (1 + cos(pi p))
+    if delay:  # over 4 steps: the first update at the peak, the last at p = 2/3
+        assert want[0] == pytest.approx(1e-3) and want[-1] == pytest.approx(0.325e-3)
+    else:  # over 6: the first update already at p = 1/5, the last at p = 4/5
+        assert want[0] == pytest.approx(0.9140576e-3) and want[-1] == pytest.approx(0.1859424e-3)
+    assert [m["optim/token_rm_lr"] for m in metrics] == pytest.approx([lr_factor(s, optim, 6) * 1e-3 for s in range(1, 6)])
+
+
 def test_old_logprobs_are_the_pre_update_policy_logprobs(tiny_model_dir):
     engine = make_engine(tiny_model_dir)
     batch = rl_batch()

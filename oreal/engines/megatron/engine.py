@@ -101,8 +101,8 @@ class MegatronPolicyEngine:
     def __init__(self, model_path: str, *, tensor_parallel_size: int = 1, pipeline_parallel_size: int = 1,
                  dtype: str = "float32", use_reference: bool = True, use_token_rm: bool = False,
                  policy_optim: OptimConfig = OptimConfig(), token_rm_optim: OptimConfig = OptimConfig(), total_steps: int = 1,
-                 micro_batch_size: int = 4, attention: str = "sdpa", packing: bool = True, micro_batch_tokens: int = 16384,
-                 seed: int = 0):
+                 policy_schedule_delay: int = 0, micro_batch_size: int = 4, attention: str = "sdpa", packing: bool = True,
+                 micro_batch_tokens: int = 16384, seed: int = 0):
         from transformers import AutoConfig
 
         core_attention(attention)  # fails early, naming the choices, on an unknown or unavailable one
@@ -126,7 +126,9 @@ class MegatronPolicyEngine:
             rm_full = dict(full, **{"output_layer.weight": scalar_head(self.dims.hidden, seed, self.dtype).weight.detach()})
             self.token_rm = self._build(rm_full, score_head=True, trainable=True)
         del full
-        self._setup_optim(self.policy, policy_optim, total_steps)
+        # a delayed schedule (the frozen steps) spans the steps that update the policy only
+        self._setup_optim(self.policy, policy_optim, total_steps - policy_schedule_delay)
+        self._policy_schedule_waits = policy_schedule_delay > 0
         if self.token_rm is not None:
             self._setup_optim(self.token_rm, token_rm_optim, total_steps)
 
@@ -266,7 +268,7 @@ class MegatronPolicyEngine:
             self._run(self.policy, mbs, on_output, forward_only=not update_policy)
         sums, old = self._from_last_stage((sums, old))
         metrics = self._sum_over_data_parallel(sums)
-        metrics.update(self._optimizer_step(self.policy, "policy", update_policy))
+        metrics.update(self._optimizer_step(self.policy, "policy", update_policy, waits=self._policy_schedule_waits))
         if self.token_rm is not None:
             metrics.update(self._optimizer_step(self.token_rm, "token_rm", True))
         return TrainStats(metrics, [old[i] for i in mine], mine)
@@ -342,7 +344,9 @@ class MegatronPolicyEngine:
                 p.grad.mul_(coef)
         return norm
 
-    def _optimizer_step(self, model: _Model, name: str, update: bool) -> dict[str, float]:
+    def _optimizer_step(self, model: _Model, name: str, update: bool, waits: bool = False) -> dict[str, float]:
+        """One optimiser step (none when not ``update``); the schedule advances unless it
+        ``waits`` for updates and there was none."""
         out = {f"optim/{name}_lr": model.sched.get_last_lr()[0] if update else 0.0}
         if update:
             self._sync_grads([p for p in model.module.parameters() if p.requires_grad])
@@ -354,7 +358,8 @@ class MegatronPolicyEngine:
         model.opt.zero_grad(set_to_none=True)
         for p in model.module.parameters():
             p.grad = None
-        advance_schedule(model.sched)
+        if update or not waits:
+            advance_schedule(model.sched)
         return out
 
     # ---- weights out and checkpoints ------------------------------------------------------

@@ -95,6 +95,9 @@ RUNS = {  # name: (processes, worker arguments); without flags: Megatron's local
     "pp2_packed": (2, ["--pp", "2", *PACKED]),
     # torch has no FlexAttention backward on CPU: flex scores here, and trains on GPU only
     "tp1_flex_packed": (1, ["--attention", "flex", "--packing", "--micro-batch-tokens", "40", "--score-only"]),
+    # the first step frozen, the policy's schedule started at its first update (algo.schedule_after_freeze)
+    "torch_delayed": (1, ["--engine", "torch", "--freeze-first", "--schedule-delay", "1"]),
+    "tp2_delayed": (2, ["--tp", "2", "--freeze-first", "--schedule-delay", "1"]),
 }
 
 
@@ -181,6 +184,19 @@ def test_logits_match_transformers(run, model_dir, layout):
     got = run(layout)["logits"]
     assert got.shape == want.shape
     assert float((got - want).abs().max()) < 1e-4
+
+
+@pytest.mark.slow
+def test_a_delayed_policy_schedule_is_the_same_in_both_engines(run):
+    """Step 0 frozen, schedule delayed by 1 (warm-up 3): the policy's learning rate stays at the
+    warm-up's first value through the freeze, the token RM's advances; the losses match."""
+    torch_run, mega = run("torch_delayed"), run("tp2_delayed")
+    lr = 1e-4
+    want = [[lr / 3, lr / 3], [lr / 3, 2 * lr / 3], [2 * lr / 3, lr]]  # [policy, token RM] before steps 0, 1, 2
+    for got in (torch_run["lrs"], mega["lrs"]):
+        assert [[g[0], g[-1]] for g in got] == [pytest.approx(w, rel=1e-9) for w in want]
+    assert_losses_equal(mega, torch_run)
+    assert max_abs(mega["weights"], torch_run["weights"]) < 1e-5
 
 
 @pytest.mark.slow

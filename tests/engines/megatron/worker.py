@@ -49,12 +49,12 @@ def grads_recorder(engine, opt, named):
     return seen
 
 
-def run_megatron(model_dir, tp, pp, mbs, attention="local", packing=False, micro_batch_tokens=0):
+def run_megatron(model_dir, tp, pp, mbs, attention="local", packing=False, micro_batch_tokens=0, schedule_delay=0):
     from oreal.engines.megatron.engine import MegatronPolicyEngine
 
     engine = MegatronPolicyEngine(model_dir, tensor_parallel_size=tp, pipeline_parallel_size=pp, use_reference=True,
                                   use_token_rm=True, policy_optim=OPTIM, token_rm_optim=OPTIM, total_steps=10,
-                                  micro_batch_size=mbs, attention=attention, packing=packing,
+                                  policy_schedule_delay=schedule_delay, micro_batch_size=mbs, attention=attention, packing=packing,
                                   micro_batch_tokens=micro_batch_tokens)
     grads = grads_recorder(engine, engine.policy.opt, lambda: {
         k: v for unit in engine._gathered(engine.policy, {n: p.grad for n, p in engine.policy.params().items()})
@@ -78,11 +78,11 @@ def megatron_logits(engine, batch):
     return torch.cat(parts, -1)
 
 
-def run_torch(model_dir, mbs):
+def run_torch(model_dir, mbs, schedule_delay=0):
     from oreal.engines.torch_policy import TorchPolicyEngine
 
     engine = TorchPolicyEngine(model_dir, use_reference=True, use_token_rm=True, policy_optim=OPTIM, token_rm_optim=OPTIM,
-                               total_steps=10, micro_batch_size=mbs)
+                               total_steps=10, policy_schedule_delay=schedule_delay, micro_batch_size=mbs)
     grads = grads_recorder(engine, engine.policy_opt, lambda: {n: p.grad.clone() for n, p in engine.policy.named_parameters()})
     return engine, grads, lambda: {k: v.detach().clone() for k, v in engine.policy.state_dict().items()}, None
 
@@ -108,13 +108,15 @@ def main():
     ap.add_argument("--packing", action="store_true", help="packed micro-batches of --micro-batch-tokens tokens")
     ap.add_argument("--micro-batch-tokens", type=int, default=40)
     ap.add_argument("--score-only", action="store_true", help="score, and take no training step (flex on CPU)")
+    ap.add_argument("--freeze-first", action="store_true", help="the first step trains the token RM only")
+    ap.add_argument("--schedule-delay", type=int, default=0, help="policy_schedule_delay of the engine")
     args = ap.parse_args()
     torch.manual_seed(0)
     if args.engine == "torch":
-        engine, grads, weights, logits = run_torch(args.model_dir, args.micro_batch_size)
+        engine, grads, weights, logits = run_torch(args.model_dir, args.micro_batch_size, args.schedule_delay)
     else:
         engine, grads, weights, logits = run_megatron(args.model_dir, args.tp, args.pp, args.micro_batch_size, args.attention,
-                                                      args.packing, args.micro_batch_tokens)
+                                                      args.packing, args.micro_batch_tokens, args.schedule_delay)
     scored = engine.score(batch(8, seed=7), with_entropy=True)
     rank = int(os.environ.get("RANK", "0"))
     if args.score_only:
@@ -128,7 +130,8 @@ def main():
         step_batch = batch(8, seed=step)
         # the learning rates this step's update uses (a resume must restore them, not only the schedule)
         lrs.append([g["lr"] for m in ("policy", "token_rm") for g in optimizers(engine, m).param_groups])
-        stats = engine.train_step(step_batch, oreal_loss_fn(), counts_of(step_batch))
+        frozen = args.freeze_first and step == 0
+        stats = engine.train_step(step_batch, oreal_loss_fn(), counts_of(step_batch), update_policy=not frozen)
         losses.append({k: stats.metrics[k] for k in LOSS_KEYS})
         if step == 0 and args.save_state:
             Path(args.save_state).mkdir(parents=True, exist_ok=True)
