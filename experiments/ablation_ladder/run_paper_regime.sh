@@ -12,6 +12,6 @@ sweep=runs/ablation_ladder_paper_regime/sweep
     hydra.sweep.dir=$sweep logging.progress_bars=false "$@"
 .venv/bin/oreal compare $sweep --extra reward/mean reward/pass_rate kl/ref response/mean_length train/num_kept \
     advantage/mean advantage/kept_group_net advantage/kept_group_net_negative_frac \
-    token_rm/accuracy loss/token_rm token_rm/weight_pos token_rm/weight_neg \
+    token_rm/accuracy loss/token_rm token_rm/weight_pos token_rm/weight_neg perf/time/step \
     --plot experiments/ablation_ladder/curves_paper_regime.png --json experiments/ablation_ladder/table_paper_regime.json \
     | tee experiments/ablation_ladder/compare_paper_regime.txt
