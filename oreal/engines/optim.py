@@ -45,9 +45,13 @@ def load_schedule(sched: torch.optim.lr_scheduler.LambdaLR, state: dict) -> None
     sched._last_lr = lrs
 
 
-def advance_schedule(sched: torch.optim.lr_scheduler.LRScheduler) -> None:
-    """One RL step of the schedule. A frozen policy's schedule still advances (as in the
-    reference), before its optimiser ever stepped: torch's warning about that order is noise."""
+def advance_schedule(sched: torch.optim.lr_scheduler.LRScheduler, updated: bool = True, waits: bool = False) -> None:
+    """One RL step of the schedule, at the end of a step that ``updated`` the model or not. A
+    frozen policy's schedule still advances (as in the reference), before its optimiser ever
+    stepped (torch's warning about that order is noise), unless it ``waits`` for its first
+    update (``algo.schedule_after_freeze``)."""
+    if waits and not updated:
+        return
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
         sched.step()

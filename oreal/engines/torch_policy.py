@@ -180,16 +180,14 @@ class TorchPolicyEngine:
         all_reduce_in_buckets([p.grad for p in params])
 
     def _step(self, module, opt, sched, clip: float, name: str, update: bool, waits: bool = False) -> dict[str, float]:
-        """One optimiser step (none when not ``update``); the schedule advances unless it
-        ``waits`` for updates and there was none."""
+        """One optimiser step (none when not ``update``), then the schedule's (:func:`advance_schedule`)."""
         out = {f"optim/{name}_lr": sched.get_last_lr()[0] if update else 0.0}
         if update:
             self._sync_grads(module)
             out[f"optim/{name}_grad_norm"] = float(torch.nn.utils.clip_grad_norm_(module.parameters(), clip))
             opt.step()
         opt.zero_grad(set_to_none=True)
-        if update or not waits:
-            advance_schedule(sched)
+        advance_schedule(sched, updated=update, waits=waits)
         return out
 
     def _optimizer_steps(self, update_policy: bool) -> dict[str, float]:

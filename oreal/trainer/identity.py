@@ -69,7 +69,7 @@ def field_defaults(cfg: Config) -> dict[str, Any]:
         if field is None or (field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING):
             continue
         value = field.default if field.default is not dataclasses.MISSING else field.default_factory()
-        out[key] = json.loads(json.dumps(_flat(value, "x.")["x"], default=str))
+        out[key] = json.loads(json.dumps(list(value) if isinstance(value, tuple) else value, default=str))  # as identity()
     return out
 
 

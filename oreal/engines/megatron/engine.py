@@ -345,8 +345,7 @@ class MegatronPolicyEngine:
         return norm
 
     def _optimizer_step(self, model: _Model, name: str, update: bool, waits: bool = False) -> dict[str, float]:
-        """One optimiser step (none when not ``update``); the schedule advances unless it
-        ``waits`` for updates and there was none."""
+        """One optimiser step (none when not ``update``), then the schedule's (:func:`advance_schedule`)."""
         out = {f"optim/{name}_lr": model.sched.get_last_lr()[0] if update else 0.0}
         if update:
             self._sync_grads([p for p in model.module.parameters() if p.requires_grad])
@@ -358,8 +357,7 @@ class MegatronPolicyEngine:
         model.opt.zero_grad(set_to_none=True)
         for p in model.module.parameters():
             p.grad = None
-        if update or not waits:
-            advance_schedule(model.sched)
+        advance_schedule(model.sched, updated=update, waits=waits)
         return out
 
     # ---- weights out and checkpoints ------------------------------------------------------

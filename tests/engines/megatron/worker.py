@@ -54,8 +54,8 @@ def run_megatron(model_dir, tp, pp, mbs, attention="local", packing=False, micro
 
     engine = MegatronPolicyEngine(model_dir, tensor_parallel_size=tp, pipeline_parallel_size=pp, use_reference=True,
                                   use_token_rm=True, policy_optim=OPTIM, token_rm_optim=OPTIM, total_steps=10,
-                                  policy_schedule_delay=schedule_delay, micro_batch_size=mbs, attention=attention, packing=packing,
-                                  micro_batch_tokens=micro_batch_tokens)
+                                  policy_schedule_delay=schedule_delay, micro_batch_size=mbs, attention=attention,
+                                  packing=packing, micro_batch_tokens=micro_batch_tokens)
     grads = grads_recorder(engine, engine.policy.opt, lambda: {
         k: v for unit in engine._gathered(engine.policy, {n: p.grad for n, p in engine.policy.params().items()})
         for k, v in unit.items()})
