@@ -236,6 +236,10 @@ class EngineConfig:
     # batch. The torch engine always packs (pack_row_tokens).
     packing: bool = True
     micro_batch_tokens_per_rank: int = 16384
+    # Megatron engine: the fp32 master weights and AdamW moments of policy and token RM split
+    # over data-parallel ranks (ZeRO stage 1 over whole parameters, oreal/engines/megatron/
+    # optimizer_shards.py): each rank steps the parameters it owns, then broadcasts them.
+    distributed_optimizer: bool = True
 
 
 @dataclass

@@ -71,7 +71,7 @@ def _megatron(cfg: Config, model_path: str, dist_env: DistEnv) -> PolicyEngine:
         policy_optim=t.policy_optim, token_rm_optim=t.token_rm_optim, total_steps=t.num_steps,
         policy_schedule_delay=policy_schedule_delay(cfg), micro_batch_size=e.micro_batch_size_per_rank,
         attention=e.attention, packing=e.packing,
-        micro_batch_tokens=e.micro_batch_tokens_per_rank, seed=cfg.seed,
+        micro_batch_tokens=e.micro_batch_tokens_per_rank, distributed_optimizer=e.distributed_optimizer, seed=cfg.seed,
     )
 
 

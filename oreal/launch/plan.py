@@ -28,9 +28,11 @@ from oreal.launch.layout import engine_slots, engines_per_node
 
 GiB = 1 << 30
 BF16 = 2
-# policy and token RM as the Megatron engine trains them: bf16 weights + bf16 grads + fp32
-# master weights + fp32 Adam moments (no distributed optimizer: every DP replica holds them)
-TRAINED_BYTES_PER_PARAM = BF16 + BF16 + 4 + 4 + 4
+# policy and token RM as the Megatron engine trains them: bf16 weights + bf16 grads, and the
+# optimiser state: fp32 master weights + two fp32 Adam moments, split over the data-parallel
+# ranks with engine.distributed_optimizer (whole parameters: the split is taken as even)
+WEIGHT_AND_GRAD_BYTES = BF16 + BF16
+OPTIMIZER_BYTES_PER_PARAM = 4 + 4 + 4
 FROZEN_BYTES_PER_PARAM = BF16
 
 
@@ -150,9 +152,17 @@ def _micro_batch_shape(cfg: Config) -> tuple[int, int]:
     return (1, max(e.micro_batch_tokens_per_rank, s)) if _megatron_packs(cfg) else (e.micro_batch_size_per_rank, s)
 
 
-def _train_memory(cfg: Config, tp: int, pp: int) -> dict[str, float]:
+def trained_bytes_per_param(cfg: Config, dp: int) -> float:
+    """Bytes per parameter of this rank's shard that a trained model (policy, token RM) holds."""
+    sharded = cfg.engine.name == "megatron" and cfg.engine.distributed_optimizer
+    return WEIGHT_AND_GRAD_BYTES + OPTIMIZER_BYTES_PER_PARAM / (max(dp, 1) if sharded else 1)
+
+
+def _train_memory(cfg: Config, tp: int, pp: int, dp: int) -> dict[str, float]:
     m, e = cfg.model, cfg.engine
     shard = max(stage_params(m, pp)) / tp
+    trained = trained_bytes_per_param(cfg, dp)
+    optimiser = "fp32 master, Adam" + (f" / {dp} DP" if trained < WEIGHT_AND_GRAD_BYTES + OPTIMIZER_BYTES_PER_PARAM else "")
     (b, s), h = _micro_batch_shape(cfg), m.hidden_size
     layers = m.num_layers // pp
     # recomputation keeps each layer's input; one layer is live at a time (Korthikanti et al.
@@ -168,8 +178,8 @@ def _train_memory(cfg: Config, tp: int, pp: int) -> dict[str, float]:
     logits = 2 * s * b * (m.vocab_size / tp) * 4  # fp32 copy for the vocab-parallel cross entropy, and its softmax
     layout = ("packed " if _megatron_packs(cfg) else "padded " if e.name == "megatron" else "") + f"{b} x {s} tokens"
     return {
-        "policy (weights, grads, fp32 master, Adam)": shard * TRAINED_BYTES_PER_PARAM / GiB,
-        "token RM (same, trainable)": shard * TRAINED_BYTES_PER_PARAM / GiB,
+        f"policy (weights, grads, {optimiser})": shard * trained / GiB,
+        "token RM (same, trainable)": shard * trained / GiB,
         "reference (bf16 weights)": shard * FROZEN_BYTES_PER_PARAM / GiB,
         f"activations ({layout}, {'unfused' if unfused else 'fused'} attention)": (stored + live_layer + logits) / GiB,
     }
@@ -219,7 +229,7 @@ def make_plan(cfg: Config, assumptions: StepAssumptions = StepAssumptions()) -> 
     plan.interconnect_gb_per_s = c.interconnect_gb_per_s
     plan.weight_sync_s = plan.weight_sync_gb / c.interconnect_gb_per_s
 
-    plan.train_memory = _train_memory(cfg, tp, pp)
+    plan.train_memory = _train_memory(cfg, tp, pp, plan.dp)
     _step_time(plan, cfg, train_gpus)
     total = sum(plan.train_memory.values())
     if total > c.gpu_memory_gb:

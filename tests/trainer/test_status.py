@@ -123,3 +123,22 @@ def test_a_stop_signal_delivered_to_an_older_thread_does_not_kill_the_process():
         os.kill(proc.pid, signal.SIGUSR1)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0 and out.strip() == "SIGUSR1"
+
+
+@pytest.mark.parametrize("configured,env,world,want", [
+    (3, {"SLURM_CPUS_PER_TASK": "16"}, 4, 3),  # the config wins
+    (0, {"SLURM_CPUS_PER_TASK": "16"}, 4, 16),  # Slurm's --cpus-per-task
+    (0, {"LOCAL_WORLD_SIZE": "4"}, 4, 8 // 4),  # a share of the node's 8 cores per local rank
+    (0, {"LOCAL_WORLD_SIZE": "16"}, 16, 1),  # never fewer than one
+    (0, {}, 1, 8),  # a single process: every core
+])
+def test_each_rank_grades_with_its_share_of_the_node(monkeypatch, configured, env, world, want):
+    from oreal.engines.distributed import DistEnv
+    from oreal.trainer.ranks import grading_workers
+
+    for name in ("SLURM_CPUS_PER_TASK", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert grading_workers(configured, DistEnv(rank=0, world_size=world)) == want

@@ -66,26 +66,45 @@ def full_shape(name: str, dims: ModelDims, score_head: bool) -> tuple[int, ...]:
 
 
 # ---- full HF <-> full Megatron --------------------------------------------------------------
-def hf_to_mcore(hf: Mapping[str, torch.Tensor], dims: ModelDims, score_head: bool = False) -> Tensors:
-    """Full HF state dict (``score.weight`` for the token RM's head) -> full Megatron names."""
+def unit_hf_names(unit: tuple, dims: ModelDims) -> list[str]:
+    """The HF tensors a unit is made of (a policy's: a token RM's score head is not in the checkpoint)."""
+    if unit[0] == "embedding":
+        return ["model.embed_tokens.weight"]
+    if unit[0] == "final":
+        return ["model.norm.weight"] + ([] if dims.tied else ["lm_head.weight"])
+    p = f"model.layers.{unit[1]}."
+    return [p + f"self_attn.{x}_proj.{w}" for w in ("weight", "bias") for x in "qkv"] + [p + h for _, h in _LAYER_MAP] \
+        + [p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"]
+
+
+def hf_unit_to_mcore(hf: Mapping[str, torch.Tensor], unit: tuple, dims: ModelDims) -> Tensors:
+    """One unit's HF tensors (:func:`unit_hf_names`) -> its full Megatron tensors (a policy's)."""
+    if unit[0] == "embedding":
+        return {"embedding.word_embeddings.weight": hf["model.embed_tokens.weight"]}
+    if unit[0] == "final":
+        out = {"decoder.final_layernorm.weight": hf["model.norm.weight"]}
+        if not dims.tied:
+            out["output_layer.weight"] = hf["lm_head.weight"]
+        return out
     h, g, hd = dims.hidden, dims.kv_heads, dims.head_dim
     per = dims.heads // g * hd
-    out = {"embedding.word_embeddings.weight": hf["model.embed_tokens.weight"],
-           "decoder.final_layernorm.weight": hf["model.norm.weight"]}
+    p, m = f"model.layers.{unit[1]}.", f"decoder.layers.{unit[1]}."
+    q, k, v = (hf[p + f"self_attn.{x}_proj.weight"] for x in "qkv")
+    qb, kb, vb = (hf[p + f"self_attn.{x}_proj.bias"] for x in "qkv")
+    out = {m + "self_attention.linear_qkv.weight": torch.cat([q.reshape(g, per, h), k.reshape(g, hd, h), v.reshape(g, hd, h)], 1).reshape(-1, h),
+           m + "self_attention.linear_qkv.bias": torch.cat([qb.reshape(g, per), kb.reshape(g, hd), vb.reshape(g, hd)], 1).reshape(-1),
+           m + "mlp.linear_fc1.weight": torch.cat([hf[p + "mlp.gate_proj.weight"], hf[p + "mlp.up_proj.weight"]], 0)}
+    out.update({m + mname: hf[p + hname] for mname, hname in _LAYER_MAP})
+    return out
+
+
+def hf_to_mcore(hf: Mapping[str, torch.Tensor], dims: ModelDims, score_head: bool = False) -> Tensors:
+    """Full HF state dict (``score.weight`` for the token RM's head) -> full Megatron names."""
+    out: Tensors = {}
+    for unit in units(dims):
+        out.update(hf_unit_to_mcore(hf, unit, dims))
     if score_head:
         out["output_layer.weight"] = hf["score.weight"]
-    elif not dims.tied:
-        out["output_layer.weight"] = hf["lm_head.weight"]
-    for i in range(dims.layers):
-        p, m = f"model.layers.{i}.", f"decoder.layers.{i}."
-        q, k, v = (hf[p + f"self_attn.{x}_proj.weight"] for x in "qkv")
-        out[m + "self_attention.linear_qkv.weight"] = torch.cat(
-            [q.reshape(g, per, h), k.reshape(g, hd, h), v.reshape(g, hd, h)], 1).reshape(-1, h)
-        qb, kb, vb = (hf[p + f"self_attn.{x}_proj.bias"] for x in "qkv")
-        out[m + "self_attention.linear_qkv.bias"] = torch.cat([qb.reshape(g, per), kb.reshape(g, hd), vb.reshape(g, hd)], 1).reshape(-1)
-        for mname, hname in _LAYER_MAP:
-            out[m + mname] = hf[p + hname]
-        out[m + "mlp.linear_fc1.weight"] = torch.cat([hf[p + "mlp.gate_proj.weight"], hf[p + "mlp.up_proj.weight"]], 0)
     return {k: v.detach().clone() for k, v in out.items()}
 
 
@@ -160,12 +179,20 @@ def local_name(name: str, dims: ModelDims, pp: int) -> str:
 def local_shard(full: Mapping[str, torch.Tensor], dims: ModelDims, layout: Layout, score_head: bool = False) -> Tensors:
     """This rank's piece (stage-local names) of a full Megatron state dict."""
     out = {}
-    for unit in units(dims):
-        if unit_stage(unit, dims, layout.pp) != layout.pp_rank:
-            continue
-        for name in unit_names(unit, dims, score_head):
-            out[local_name(name, dims, layout.pp)] = tp_shard(name, full[name], layout.tp_rank, layout.tp, score_head)
+    for unit in local_units(dims, layout):
+        out.update(unit_shard(full, unit, dims, layout, score_head))
     return out
+
+
+def local_units(dims: ModelDims, layout: Layout) -> list[tuple]:
+    """The units of this rank's pipeline stage."""
+    return [unit for unit in units(dims) if unit_stage(unit, dims, layout.pp) == layout.pp_rank]
+
+
+def unit_shard(full: Mapping[str, torch.Tensor], unit: tuple, dims: ModelDims, layout: Layout, score_head: bool = False) -> Tensors:
+    """This rank's piece (stage-local names) of one unit's full Megatron tensors."""
+    return {local_name(name, dims, layout.pp): tp_shard(name, full[name], layout.tp_rank, layout.tp, score_head)
+            for name in unit_names(unit, dims, score_head)}
 
 
 def gather_units(local: Mapping[str, torch.Tensor], dims: ModelDims, layout: Layout,

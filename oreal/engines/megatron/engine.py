@@ -18,7 +18,9 @@ gradients are summed.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
@@ -30,9 +32,11 @@ from oreal.config.schema import OptimConfig
 from oreal.engines.distributed import all_reduce_in_buckets, all_reduce_metrics
 from oreal.engines.megatron import micro_batches
 from oreal.engines.megatron.attention import core_attention
-from oreal.engines.megatron.convert import gather_units, hf_to_mcore, local_shard, mcore_to_hf
+from oreal.engines.megatron.convert import (gather_units, hf_unit_to_mcore, local_units, mcore_to_hf, unit_hf_names,
+                                            unit_shard, units)
 from oreal.engines.megatron.micro_batches import MicroBatch
 from oreal.engines.megatron.model import ModelDims, ScalarHead, build_gpt
+from oreal.engines.megatron.optimizer_shards import assign_owners, share_updates
 from oreal.engines.megatron.parallel import Layout, init_parallel
 from oreal.engines.optim import advance_schedule, build_optimizer, load_schedule
 from oreal.engines.protocols import MicroBatchLoss, ScoredTokens, SequenceBatch, TrainStats
@@ -40,18 +44,33 @@ from oreal.engines.torch_policy import pad, scalar_head
 from oreal.engines.weights import buckets
 
 
-def load_hf_weights(model_path: str) -> dict[str, torch.Tensor]:
-    """Every tensor of a Hugging Face checkpoint folder (one or several safetensors files)."""
-    from safetensors.torch import load_file
+class HFCheckpoint:
+    """The tensors of a Hugging Face checkpoint folder (one or several safetensors files), read
+    by name, so that a rank reads one unit at a time and never the whole model."""
 
-    files = sorted(Path(model_path).glob("*.safetensors"))
-    if not files:
-        raise FileNotFoundError(f"no *.safetensors files in {model_path}: the Megatron engine loads Hugging Face "
-                                "checkpoints saved with safe_serialization=True")
-    weights: dict[str, torch.Tensor] = {}
-    for f in files:
-        weights.update(load_file(str(f)))
-    return weights
+    def __init__(self, model_path: str):
+        from safetensors import safe_open
+
+        files = sorted(Path(model_path).glob("*.safetensors"))
+        if not files:
+            raise FileNotFoundError(f"no *.safetensors files in {model_path}: the Megatron engine loads Hugging Face "
+                                    "checkpoints saved with safe_serialization=True")
+        self._file = {}
+        for f in files:
+            with safe_open(str(f), framework="pt") as opened:
+                self._file.update(dict.fromkeys(opened.keys(), f))
+
+    def tensors(self, names: list[str]) -> dict[str, torch.Tensor]:
+        from safetensors import safe_open
+
+        missing = [n for n in names if n not in self._file]
+        if missing:
+            raise KeyError(f"the checkpoint has no tensor {missing[0]} (of {len(missing)} missing)")
+        out = {}
+        for f in dict.fromkeys(self._file[n] for n in names):
+            with safe_open(str(f), framework="pt") as opened:
+                out.update({n: opened.get_tensor(n) for n in names if self._file[n] == f})
+        return out
 
 
 class _Model:
@@ -59,30 +78,42 @@ class _Model:
     optimiser, and how its full weights are named.
 
     A trainable model in bf16/fp16 keeps fp32 master weights for AdamW: at the paper's
-    learning rates (5e-7) most updates are below bf16's resolution and would vanish."""
+    learning rates (5e-7) most updates are below bf16's resolution and would vanish. With the
+    optimiser sharded over data-parallel ranks (:mod:`.optimizer_shards`), this rank keeps
+    masters and AdamW state for the parameters it ``owns`` only, and steps only those."""
 
-    def __init__(self, module: torch.nn.Module, score_head: bool, trainable: bool):
+    def __init__(self, module: torch.nn.Module, score_head: bool, trainable: bool, owners: Optional[dict[str, int]] = None,
+                 dp_rank: int = 0):
         self.module = module
         self.score_head = score_head
         if not trainable:
             module.eval()
             for p in module.parameters():
                 p.requires_grad_(False)
+        # name -> the data-parallel rank that steps it; None: every rank steps every parameter
+        self.owners = owners
+        self.owned = {n for n, _ in module.named_parameters() if owners is None or owners[n] == dp_rank}
         self.master: dict[str, torch.Tensor] = {}
         if trainable and any(p.dtype != torch.float32 for p in module.parameters()):
             for name, p in module.named_parameters():
-                m = p.detach().float().clone().requires_grad_(True)
-                m.tensor_model_parallel = getattr(p, "tensor_model_parallel", False)
-                self.master[name] = m
+                if name in self.owned:
+                    m = p.detach().float().clone().requires_grad_(True)
+                    m.tensor_model_parallel = getattr(p, "tensor_model_parallel", False)
+                    self.master[name] = m
         self.opt = self.sched = None
         self.clip = 0.0
+
+    @property
+    def sharded(self) -> bool:
+        return self.owners is not None
 
     def params(self) -> dict[str, torch.Tensor]:
         return dict(self.module.named_parameters())
 
     def optimized(self) -> dict[str, torch.Tensor]:
-        """The tensors AdamW updates: the fp32 masters, or the parameters themselves."""
-        return self.master or {n: p for n, p in self.module.named_parameters() if p.requires_grad}
+        """The tensors AdamW updates on this rank: the fp32 masters, or the parameters themselves
+        (of the parameters this rank owns)."""
+        return self.master or {n: p for n, p in self.module.named_parameters() if p.requires_grad and n in self.owned}
 
     def grads_to_master(self) -> None:
         for name, p in self.module.named_parameters():
@@ -102,7 +133,7 @@ class MegatronPolicyEngine:
                  dtype: str = "float32", use_reference: bool = True, use_token_rm: bool = False,
                  policy_optim: OptimConfig = OptimConfig(), token_rm_optim: OptimConfig = OptimConfig(), total_steps: int = 1,
                  policy_schedule_delay: int = 0, micro_batch_size: int = 4, attention: str = "sdpa", packing: bool = True,
-                 micro_batch_tokens: int = 16384, seed: int = 0):
+                 micro_batch_tokens: int = 16384, distributed_optimizer: bool = False, seed: int = 0):
         from transformers import AutoConfig
 
         core_attention(attention)  # fails early, naming the choices, on an unknown or unavailable one
@@ -110,6 +141,7 @@ class MegatronPolicyEngine:
             raise ValueError("engine.packing=true needs a fused attention (Megatron's local attention takes padded "
                              "micro-batches only): set engine.attention=sdpa, or engine.packing=false")
         self.attention, self.packing, self.micro_batch_tokens = attention, packing, micro_batch_tokens
+        self.distributed_optimizer = distributed_optimizer
         self.layout: Layout = init_parallel(tensor_parallel_size, pipeline_parallel_size, seed)
         self.device = f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
         self.dtype = getattr(torch, dtype)
@@ -118,14 +150,11 @@ class MegatronPolicyEngine:
         self.pad_id = hf_config.pad_token_id or 0
         self.micro_batch_size = micro_batch_size
         self._model_path = model_path
-        full = hf_to_mcore(load_hf_weights(model_path), self.dims)
-        self.policy = self._build(full, score_head=False, trainable=True)
-        self.reference = self._build(full, score_head=False, trainable=False) if use_reference else None
-        self.token_rm = None
-        if use_token_rm:
-            rm_full = dict(full, **{"output_layer.weight": scalar_head(self.dims.hidden, seed, self.dtype).weight.detach()})
-            self.token_rm = self._build(rm_full, score_head=True, trainable=True)
-        del full
+        self.policy = self._build(score_head=False, trainable=True)
+        self.reference = self._build(score_head=False, trainable=False) if use_reference else None
+        self.token_rm = self._build(score_head=True, trainable=True) if use_token_rm else None
+        rm_head = scalar_head(self.dims.hidden, seed, self.dtype).weight.detach() if use_token_rm else None
+        self._load_hf(HFCheckpoint(model_path), rm_head)
         # a delayed schedule (the frozen steps) spans the steps that update the policy only
         self._setup_optim(self.policy, policy_optim, total_steps - policy_schedule_delay)
         self._policy_schedule_waits = policy_schedule_delay > 0
@@ -133,26 +162,49 @@ class MegatronPolicyEngine:
             self._setup_optim(self.token_rm, token_rm_optim, total_steps)
 
     # ---- construction ---------------------------------------------------------------------
-    def _build(self, full: dict[str, torch.Tensor], score_head: bool, trainable: bool) -> _Model:
+    def _build(self, score_head: bool, trainable: bool) -> _Model:
         lay = self.layout
         module = build_gpt(self.dims, lay.tp, lay.pp, lay.pp_rank, self.dtype, self.device, self.attention)
         if score_head and lay.is_last_stage:
             module.output_layer = ScalarHead(torch.zeros(1, self.dims.hidden, dtype=self.dtype, device=self.device))
-        model = _Model(module, score_head, trainable)
-        self._load_local(model, local_shard(full, self.dims, lay, score_head))
-        return model
+        owners = None
+        if trainable and self.distributed_optimizer and lay.dp > 1:
+            sizes = {n: p.numel() for n, p in module.named_parameters()}
+            if len(sizes) < lay.dp:
+                raise ValueError(f"engine.distributed_optimizer=true splits whole parameters over the {lay.dp} data-parallel "
+                                 f"ranks, but a stage has only {len(sizes)}: set engine.distributed_optimizer=false")
+            owners = assign_owners(sizes, lay.dp)
+        return _Model(module, score_head, trainable, owners, lay.dp_rank)
+
+    def _load_hf(self, checkpoint: HFCheckpoint, rm_head: Optional[torch.Tensor]) -> None:
+        """Every model's shard of the HF checkpoint, read one unit (the embedding, a layer, the
+        final norm and head) at a time: no rank holds more of the full model than one unit. The
+        token RM starts from the policy's weights with a fresh scalar head ``rm_head``."""
+        models = [m for m in (self.policy, self.reference, self.token_rm) if m is not None]
+        loaded: dict[int, set[str]] = {id(m): set() for m in models}
+        for unit in local_units(self.dims, self.layout):
+            full = hf_unit_to_mcore(checkpoint.tensors(unit_hf_names(unit, self.dims)), unit, self.dims)
+            for model in models:
+                head = {"output_layer.weight": rm_head} if model.score_head and unit[0] == "final" else {}
+                local = unit_shard(full | head, unit, self.dims, self.layout, model.score_head)
+                self._load_local(model, local)
+                loaded[id(model)] |= set(local)
+        for model in models:
+            params = set(model.params())
+            if params != loaded[id(model)]:
+                raise RuntimeError(f"weight names do not match the Megatron model: missing {sorted(params - loaded[id(model)])[:5]}")
 
     @staticmethod
     def _load_local(model: _Model, local: dict[str, torch.Tensor]) -> None:
         params = model.params()
-        if set(params) != set(local):
-            raise RuntimeError(f"weight names do not match the Megatron model: missing {sorted(set(params) - set(local))[:5]}, "
-                               f"unexpected {sorted(set(local) - set(params))[:5]}")
+        unexpected = sorted(set(local) - set(params))
+        if unexpected:
+            raise RuntimeError(f"weight names do not match the Megatron model: unexpected {unexpected[:5]}")
         with torch.no_grad():
-            for name, p in params.items():
-                p.copy_(local[name])
+            for name, t in local.items():
+                params[name].copy_(t)
                 if name in model.master:
-                    model.master[name].copy_(local[name])
+                    model.master[name].copy_(t)
 
     @staticmethod
     def _setup_optim(model: _Model, cfg: OptimConfig, total_steps: int) -> None:
@@ -326,9 +378,10 @@ class MegatronPolicyEngine:
         if self.layout.dp > 1:
             all_reduce_in_buckets([p.grad for p in params], group=ps.get_data_parallel_group())
 
-    def _clip(self, params: list[torch.nn.Parameter], max_norm: float) -> float:
+    def _clip(self, params: list[torch.nn.Parameter], max_norm: float, sharded: bool = False) -> float:
         """``torch.nn.utils.clip_grad_norm_`` over the whole model: squares summed over the
-        tensor and pipeline parallel ranks, replicated tensors counted once."""
+        tensor and pipeline parallel ranks, replicated tensors counted once, and over the
+        data-parallel ranks too when each holds the gradients of the parameters it owns only."""
         from megatron.core import parallel_state as ps
         from megatron.core.tensor_parallel import param_is_not_tensor_parallel_duplicate
 
@@ -337,6 +390,8 @@ class MegatronPolicyEngine:
             if param_is_not_tensor_parallel_duplicate(p):
                 sq += p.grad.double().pow(2).sum()
         dist.all_reduce(sq, group=ps.get_model_parallel_group())
+        if sharded:
+            dist.all_reduce(sq, group=ps.get_data_parallel_group())
         norm = float(sq.sqrt())
         coef = min(1.0, max_norm / (norm + 1e-6))
         if coef < 1.0:
@@ -345,15 +400,21 @@ class MegatronPolicyEngine:
         return norm
 
     def _optimizer_step(self, model: _Model, name: str, update: bool, waits: bool = False) -> dict[str, float]:
-        """One optimiser step (none when not ``update``), then the schedule's (:func:`advance_schedule`)."""
+        """One optimiser step (none when not ``update``), then the schedule's (:func:`advance_schedule`).
+        With the optimiser sharded, this rank steps the parameters it owns and the owners then
+        broadcast theirs to the other data-parallel ranks."""
         out = {f"optim/{name}_lr": model.sched.get_last_lr()[0] if update else 0.0}
         if update:
             self._sync_grads([p for p in model.module.parameters() if p.requires_grad])
             model.grads_to_master()
             params = list(model.optimized().values())
-            out[f"optim/{name}_grad_norm"] = self._clip(params, model.clip)
+            out[f"optim/{name}_grad_norm"] = self._clip(params, model.clip, sharded=model.sharded)
             model.opt.step()
             model.master_to_params()
+            if model.sharded:
+                from megatron.core import parallel_state as ps
+
+                share_updates(model.params(), model.owners, ps.get_data_parallel_group())
         model.opt.zero_grad(set_to_none=True)
         for p in model.module.parameters():
             p.grad = None
@@ -374,16 +435,16 @@ class MegatronPolicyEngine:
         return buckets(named, bucket_bytes)
 
     # ---- sharded checkpoints ------------------------------------------------------------
-    def _sharded_state(self) -> dict:
+    def _sharded_state(self, loading: bool = False) -> dict:
         """Megatron sharded state of every trainable model: its weights (the fp32 masters when
         it keeps them), both Adam moments, and (as common state) its schedule and step count.
-        Keys follow Megatron's layout-free naming, so any TP / PP / DP layout can load it."""
+        Keys follow Megatron's layout-free naming, so any TP / PP / DP layout, sharded optimiser
+        or not, can load it. A sharded optimiser's owner is the main replica of what it steps;
+        ``loading``, the other ranks also ask for the weights (into fresh fp32 buffers)."""
         from megatron.core.dist_checkpointing.optimizer import make_sharded_optimizer_tensor
 
         state: dict = {}
-        for name, model in (("policy", self.policy), ("token_rm", self.token_rm)):
-            if model is None:
-                continue
+        for name, model in self._trainable():
             adam = _adam_state(model)
             tensors = {"weights": model.optimized()} | {m: {n: s[m] for n, s in adam.items()} for m in ("exp_avg", "exp_avg_sq")}
             names = {id(p): n for n, p in model.module.named_parameters()}
@@ -391,11 +452,24 @@ class MegatronPolicyEngine:
                 pname = names.get(id(getattr(sharded, "data", None)))
                 if pname is None:  # the local spec's empty ``_extra_state`` objects
                     continue
+                owned = pname in model.owned
                 for what, by_name in tensors.items():
-                    state[f"{name}.{what}.{key}"] = make_sharded_optimizer_tensor(sharded, by_name[pname], f"{name}.{what}")
+                    if owned:
+                        data = by_name[pname]
+                    elif loading and what == "weights":
+                        data = torch.empty(sharded.data.shape, dtype=torch.float32, device=self.device)
+                    else:  # another data-parallel rank owns it
+                        continue
+                    tensor = make_sharded_optimizer_tensor(sharded, data, f"{name}.{what}")
+                    if model.sharded:
+                        tensor = dataclasses.replace(tensor, replica_id=_data_parallel_replica(tensor.replica_id, owned))
+                    state[f"{name}.{what}.{key}"] = tensor
             state[f"{name}.common"] = {"sched": model.sched.state_dict(), "param_groups": _hyper_parameters(model.opt),
                                        "adam_step": float(next(iter(adam.values()))["step"]) if adam else 0.0}
         return state
+
+    def _trainable(self) -> list[tuple[str, _Model]]:
+        return [(name, model) for name, model in (("policy", self.policy), ("token_rm", self.token_rm)) if model is not None]
 
     def save(self, directory: Path) -> None:
         """Every rank writes only its own shards (Megatron ``dist_checkpointing``, torch_dist
@@ -417,19 +491,22 @@ class MegatronPolicyEngine:
         """Each rank reads the pieces of its own shards, resharding from whatever layout wrote them."""
         from megatron.core import dist_checkpointing
 
-        loaded = dist_checkpointing.load(self._sharded_state(), str(Path(directory) / "engine"))
-        for name, model in (("policy", self.policy), ("token_rm", self.token_rm)):
-            if model is None:
-                continue
+        loaded = dist_checkpointing.load(self._sharded_state(loading=True), str(Path(directory) / "engine"))
+        for name, model in self._trainable():
             common = loaded[f"{name}.common"]
             adam = _adam_state(model, step=common["adam_step"])
             names = {id(p): n for n, p in model.module.named_parameters()}
+            params = model.params()
             with torch.no_grad():
                 for key, sharded in model.module.sharded_state_dict(prefix="").items():
                     pname = names.get(id(getattr(sharded, "data", None)))
                     if pname is None:
                         continue
-                    model.optimized()[pname].copy_(loaded[f"{name}.weights.{key}"])
+                    weights = loaded[f"{name}.weights.{key}"]
+                    if pname not in model.owned:
+                        params[pname].copy_(weights)
+                        continue
+                    model.optimized()[pname].copy_(weights)
                     for m in ("exp_avg", "exp_avg_sq"):
                         adam[pname][m].copy_(loaded[f"{name}.{m}.{key}"])
             model.master_to_params()
@@ -438,16 +515,38 @@ class MegatronPolicyEngine:
             load_schedule(model.sched, common["sched"])
 
     def save_pretrained(self, path: str) -> None:
-        """The policy as a Hugging Face checkpoint (rank 0 writes)."""
-        weights = {k: v.cpu() for unit in self._gathered(self.policy) for k, v in unit.items()}
+        """The policy as a Hugging Face checkpoint: one safetensors file per unit and their index
+        (``model.safetensors.index.json``), written by rank 0 as each unit arrives, so that it
+        never holds more than one unit of the full model."""
+        from safetensors.torch import save_file
+
+        out = Path(path)
+        total_units = len(units(self.dims))
+        weight_map: dict[str, str] = {}
+        total_size = 0
+        if self.layout.rank == 0:
+            out.mkdir(parents=True, exist_ok=True)
+        for i, unit in enumerate(self._gathered(self.policy)):
+            if self.layout.rank != 0:
+                continue
+            name = f"model-{i + 1:05d}-of-{total_units:05d}.safetensors"
+            tensors = {k: v.detach().cpu().contiguous() for k, v in unit.items()}
+            save_file(tensors, str(out / name), metadata={"format": "pt"})
+            weight_map.update(dict.fromkeys(tensors, name))
+            total_size += sum(t.numel() * t.element_size() for t in tensors.values())
         if self.layout.rank != 0:
             return
-        from safetensors.torch import save_file
         from transformers import AutoConfig
 
-        Path(path).mkdir(parents=True, exist_ok=True)
-        save_file(weights, str(Path(path) / "model.safetensors"))
+        index = {"metadata": {"total_size": total_size}, "weight_map": dict(sorted(weight_map.items()))}
+        (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
         AutoConfig.from_pretrained(self._model_path).save_pretrained(path)
+
+
+def _data_parallel_replica(replica_id: tuple, main: bool) -> tuple:
+    """Megatron's replica id ``(.., tp duplicate, data-parallel rank)`` with its data-parallel
+    part saying whether this rank owns the tensor (the one main replica) or not."""
+    return (*replica_id[:-1], 0 if main else 1)
 
 
 def _hyper_parameters(opt: torch.optim.Optimizer) -> list[dict]:

@@ -49,15 +49,19 @@ def grads_recorder(engine, opt, named):
     return seen
 
 
-def run_megatron(model_dir, tp, pp, mbs, attention="local", packing=False, micro_batch_tokens=0, schedule_delay=0):
+def run_megatron(model_dir, tp, pp, mbs, attention="local", packing=False, micro_batch_tokens=0, schedule_delay=0,
+                 distributed_optimizer=False, dtype="float32"):
     from oreal.engines.megatron.engine import MegatronPolicyEngine
 
     engine = MegatronPolicyEngine(model_dir, tensor_parallel_size=tp, pipeline_parallel_size=pp, use_reference=True,
                                   use_token_rm=True, policy_optim=OPTIM, token_rm_optim=OPTIM, total_steps=10,
                                   policy_schedule_delay=schedule_delay, micro_batch_size=mbs, attention=attention,
-                                  packing=packing, micro_batch_tokens=micro_batch_tokens)
+                                  packing=packing, micro_batch_tokens=micro_batch_tokens,
+                                  distributed_optimizer=distributed_optimizer, dtype=dtype)
+    master = engine.policy.master  # in bf16 the gradients have moved to the fp32 masters (of the parameters it owns)
     grads = grads_recorder(engine, engine.policy.opt, lambda: {
-        k: v for unit in engine._gathered(engine.policy, {n: p.grad for n, p in engine.policy.params().items()})
+        k: v for unit in engine._gathered(engine.policy, {n: master[n].grad if n in master else p.grad
+                                                          for n, p in engine.policy.params().items()})
         for k, v in unit.items()})
     logits = None
     if pp == 1:
@@ -110,13 +114,17 @@ def main():
     ap.add_argument("--score-only", action="store_true", help="score, and take no training step (flex on CPU)")
     ap.add_argument("--freeze-first", action="store_true", help="the first step trains the token RM only")
     ap.add_argument("--schedule-delay", type=int, default=0, help="policy_schedule_delay of the engine")
+    ap.add_argument("--distributed-optimizer", action="store_true", help="optimiser state split over data-parallel ranks")
+    ap.add_argument("--dtype", default="float32", help="the Megatron engine's weights (bfloat16: fp32 masters)")
+    ap.add_argument("--export", help="write the trained policy into this folder as a Hugging Face model")
     args = ap.parse_args()
     torch.manual_seed(0)
     if args.engine == "torch":
         engine, grads, weights, logits = run_torch(args.model_dir, args.micro_batch_size, args.schedule_delay)
     else:
         engine, grads, weights, logits = run_megatron(args.model_dir, args.tp, args.pp, args.micro_batch_size, args.attention,
-                                                      args.packing, args.micro_batch_tokens, args.schedule_delay)
+                                                      args.packing, args.micro_batch_tokens, args.schedule_delay,
+                                                      args.distributed_optimizer, args.dtype)
     scored = engine.score(batch(8, seed=7), with_entropy=True)
     rank = int(os.environ.get("RANK", "0"))
     if args.score_only:
@@ -125,7 +133,7 @@ def main():
         return
     if args.resume:
         engine.load(Path(args.resume))
-    losses, lrs = [], []
+    losses, lrs, grad_norms = [], [], []
     for step in range(1 if args.resume else 0, STEPS):
         step_batch = batch(8, seed=step)
         # the learning rates this step's update uses (a resume must restore them, not only the schedule)
@@ -133,12 +141,15 @@ def main():
         frozen = args.freeze_first and step == 0
         stats = engine.train_step(step_batch, oreal_loss_fn(), counts_of(step_batch), update_policy=not frozen)
         losses.append({k: stats.metrics[k] for k in LOSS_KEYS})
+        grad_norms.append([stats.metrics.get(f"optim/{m}_grad_norm") for m in ("policy", "token_rm")])
         if step == 0 and args.save_state:
             Path(args.save_state).mkdir(parents=True, exist_ok=True)
             engine.save(Path(args.save_state))  # every rank writes its own shards
     final = weights()
+    if args.export:
+        engine.save_pretrained(args.export)  # every rank takes part in the gathers
     if rank == 0:
-        torch.save({"losses": losses, "lrs": lrs, "grads": dict(grads), "weights": final, "logits": logits,
+        torch.save({"losses": losses, "lrs": lrs, "grad_norms": grad_norms, "grads": dict(grads), "weights": final, "logits": logits,
                     "logprobs": scored.logprobs, "entropy": scored.entropy}, args.out)
 
 
