@@ -4,17 +4,22 @@
 Each test submits with the command a user types (``python -m oreal.train -m cluster=local_slurm
 ...`` through submitit, or ``sbatch`` on a rendered script) from its own folder (job ids
 restart on a fresh cluster, so submitit folders are never shared), and checks the job's
-state in ``sacct`` and the run folder it leaves.
+state in ``sacct`` and the run folder it leaves. The virtual nodes are this machine's
+processes: a test finds a job's tasks (and anything they started) in ``/proc`` by the Slurm
+variables they carry, to kill one or to check that none outlives the job.
 """
 
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -54,6 +59,18 @@ VLLM = ["rollout.kv_cache_gb=0.25", "rollout.max_model_len=512"]
 # 2 nodes x 4 tasks: node 1 runs two vLLM engines (tasks 3-4 have nothing to do), node 2 four
 # trainer ranks of Megatron at TP 2 x DP 2
 FLEET_MEGATRON = ["cluster.tasks_per_node=4", "rollout.engines_per_node=2", "engine=megatron", "engine.tensor_parallel_size=2"]
+# issue 19's second reproduction: 2 tasks per node, set on the launcher itself. Node 1 serves one
+# HF engine (its second task has nothing to do), node 2 holds two data-parallel torch trainer ranks.
+TWO_TASKS_PER_NODE = "hydra.launcher.tasks_per_node=2"
+# A job one of whose tasks was SIGKILLed: sacct reports the job FAILED with the signal's number as
+# its exit code (9, measured on the local Slurm 22.05), whatever the other tasks' exit codes.
+KILLED = ("FAILED", f"{int(signal.SIGKILL)}:0")
+
+
+def grpo_run(model_dir, steps: int, extra=()) -> list[str]:
+    """``tiny_run`` with GRPO (no token RM, so no actor freeze), as issue 19 reproduced it."""
+    out = [o for o in tiny_run(model_dir, steps, extra=extra) if not o.startswith("algo.actor_freeze_steps=")]
+    return [*out, "algo=grpo", "algo.actor_freeze_steps=0"]
 
 
 def run_folders(sweep_dir: Path) -> list[Path]:
@@ -82,6 +99,11 @@ def assert_same_metrics(rows: dict[int, dict], reference: dict[int, dict], steps
 def job_id(run_dir: Path) -> str:
     """The run's job as sacct and scancel name it (an array task's raw id can name the array)."""
     return json.loads((run_dir / "status.json").read_text())["slurm_job"]
+
+
+def raw_job(run_dir: Path) -> str:
+    """The ``SLURM_JOB_ID`` the run's tasks see (an array task's own id, not ``<array>_<task>``)."""
+    return json.loads((run_dir / "status.json").read_text())["job_id"]
 
 
 def sacct(job: str, timeout_s: float = 120) -> tuple[str, str]:
@@ -128,6 +150,104 @@ def reference_run(tmp_path: Path, overrides: list[str]) -> dict[int, dict]:
     return by_step(metrics(run_dir))
 
 
+def first_status(seen: list[dict], state: str, restart: str = "0") -> dict:
+    found = [r for r in seen if r["state"] == state and r["restart"] == restart]
+    assert found, f"status.json never said {state!r} in incarnation {restart}: " \
+                  f"{[(r['state'], r['step'], r['restart']) for r in seen]}"
+    return found[0]
+
+
+class StatusHistory:
+    """The records a run's ``status.json`` goes through while a job runs, polled from a thread:
+    what a requeued job's first incarnation wrote (``stopped`` at step N) before the next one
+    replaced it."""
+
+    def __init__(self, run_dir: Path, poll_s: float = 0.2):
+        self.run_dir, self.poll_s = run_dir, poll_s
+        self.seen: list[dict] = []
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True, name="status-history")
+
+    def __enter__(self) -> "StatusHistory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join()
+        self._record()  # the last word
+
+    def _poll(self) -> None:
+        while not self._done.wait(self.poll_s):
+            self._record()
+
+    def _record(self) -> None:
+        try:
+            record = json.loads((self.run_dir / "status.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return
+        if not self.seen or record != self.seen[-1]:
+            self.seen.append(record)
+
+
+def assert_saved_by_every_rank(ckpt: Path, step: int, num_ranks: int = 4) -> None:
+    """A complete sharded checkpoint of ``step``: the trainer state, each rank's RNG state, and a
+    dist-checkpoint shard file (``__<rank>_<i>.distcp``) from every rank."""
+    assert json.loads((ckpt / "trainer.json").read_text())["step"] == step, ckpt
+    assert sorted(p.name for p in ckpt.glob("rng_*.pt")) == [f"rng_{r}.pt" for r in range(num_ranks)], ckpt
+    assert {p.name.split("_")[2] for p in (ckpt / "engine").glob("__*_*.distcp")} == {str(r) for r in range(num_ranks)}, ckpt
+
+
+# ---- the processes of a job (the virtual nodes are this machine's processes) --------------------
+def _slurm_env(pid: int) -> dict[str, str]:
+    """The Slurm variables ``pid`` started with (none for a zombie, a vanished or a foreign process)."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    pairs = (v.partition("=") for v in raw.decode(errors="replace").split("\0"))
+    return {k: v for k, _, v in pairs if k.startswith("SLURM_")}
+
+
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def job_processes(job: str) -> dict[int, dict[str, str]]:
+    """pid -> Slurm variables of every live process of job ``job`` (its raw id): the batch script,
+    srun, the tasks and whatever they started (grading workers, W&B's service, engine workers)."""
+    pids = (int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit())
+    return {pid: env for pid in pids if pid != os.getpid() and (env := _slurm_env(pid)).get("SLURM_JOB_ID") == job}
+
+
+def task_pids(job: str) -> dict[int, int]:
+    """SLURM_PROCID -> pid of each live task of the job's step: the processes slurmstepd started
+    (the batch script and srun have no SLURM_STEP_ID; a task's children have the task as parent)."""
+    procs = job_processes(job)
+    return {int(env["SLURM_PROCID"]): pid for pid, env in procs.items()
+            if "SLURM_STEP_ID" in env and _parent(pid) not in procs}
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:200]
+    except OSError:
+        return "?"
+
+
+def assert_no_process_left(job: str, grace_s: float = 30) -> None:
+    """Once the job has ended, no process of it lives on (a few seconds' grace for children that
+    notice their parent's exit, such as W&B's service)."""
+    deadline = time.monotonic() + grace_s
+    while left := job_processes(job):
+        assert time.monotonic() < deadline, f"processes of job {job} outlived it by {grace_s:.0f} s: " + "; ".join(
+            f"{pid} (task {env.get('SLURM_PROCID', '?')}): {_command(pid)}" for pid, env in left.items())
+        time.sleep(1)
+
+
 def venv_env() -> dict:
     """sbatch passes the environment on: the jobs find this interpreter's ``python`` first."""
     return dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
@@ -145,6 +265,11 @@ def reference(fleet_overrides, tmp_path_factory):
     return reference_run(tmp_path_factory.mktemp("reference"), fleet_overrides)
 
 
+class Preempted(NamedTuple):
+    run: Path
+    statuses: list[dict]  # every status.json record seen from the signal on (StatusHistory)
+
+
 @pytest.fixture(scope="module")
 def preempted_fleet_run(fleet_overrides, tmp_path_factory):
     """Two vLLM engines + Megatron TP 2 x DP 2, sent submitit's time-limit signal (USR2) after step 2."""
@@ -154,17 +279,18 @@ def preempted_fleet_run(fleet_overrides, tmp_path_factory):
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         run = wait_for_step(sweep, 2, alive=lambda: launcher.poll() is None)
-        subprocess.run(["scancel", "--signal=USR2", job_id(run)], check=True)
-        output, _ = launcher.communicate(timeout=1500)
+        with StatusHistory(run) as history:
+            subprocess.run(["scancel", "--signal=USR2", job_id(run)], check=True)
+            output, _ = launcher.communicate(timeout=1500)
     finally:
         if launcher.poll() is None:
             launcher.kill()
     assert launcher.returncode == 0, output[-3000:] + job_logs(sweep)
-    return run
+    return Preempted(run, history.seen)
 
 
 def test_a_fleet_and_megatron_ranks_train_like_one_process_through_a_requeue(preempted_fleet_run, reference):
-    run = preempted_fleet_run
+    run = preempted_fleet_run.run
     assert sacct(job_id(run)) == ("COMPLETED", "0:0")
     status = json.loads((run / "status.json").read_text())
     assert (status["state"], status["step"], status["restart"]) == ("finished", 4, "1")  # requeued exactly once
@@ -179,37 +305,60 @@ def test_a_fleet_and_megatron_ranks_train_like_one_process_through_a_requeue(pre
     for incarnation in sorted((run / "rendezvous").iterdir()):
         seen = [json.loads((incarnation / f"engine-{i}.json").read_text())["visible"] for i in (0, 1)]
         assert seen[0] != seen[1] and all(s.startswith("cpus=") for s in seen), seen
-    # every trainer rank wrote its part of the sharded checkpoint
-    ckpt = run / "checkpoints" / "step_000002"
-    assert sorted(p.name for p in ckpt.glob("rng_*.pt")) == [f"rng_{r}.pt" for r in range(4)]
-    assert {p.name.split("_")[2] for p in (ckpt / "engine").glob("__*_*.distcp")} == {"0", "1", "2", "3"}
+    # the first incarnation stopped after the step in progress when USR2 came (step 3: the signal
+    # followed step 2's metrics) and saved it; the periodic saves are steps 2 and 4
+    stopped = first_status(preempted_fleet_run.statuses, "stopped")
+    assert stopped["step"] == 3 and "USR2" in stopped["reason"], stopped
+    assert sorted(p.name for p in (run / "checkpoints").glob("step_*")) == ["step_000002", "step_000003", "step_000004"]
+    # every trainer rank wrote its part of each sharded checkpoint, the one the stop saved included
+    for step in (2, 3, 4):
+        assert_saved_by_every_rank(run / "checkpoints" / f"step_{step:06d}", step)
     # Megatron TP 2 x DP 2 with two remote engines and a requeue == one process with one local engine
     assert_same_metrics(rows, reference, range(5))
 
 
 def test_an_sbatch_job_resumes_at_another_layout_and_requeues_on_usr1(preempted_fleet_run, reference, warm_model_dir, tmp_path):
     """The TP 2 x DP 2 checkpoint of step 2, resumed at TP 1 x DP 4 by the plain sbatch script
-    with four tasks per node, signalled like a time limit (USR1) after step 3."""
+    with four tasks per node, signalled like a time limit (USR1) while step 3 is in progress: it
+    stops after step 3, every rank saves it, and the requeued job trains step 4 from there."""
+    fleet_run = preempted_fleet_run.run
     run_dir = tmp_path / "run"
     (run_dir / "checkpoints").mkdir(parents=True)
-    shutil.copytree(preempted_fleet_run / "checkpoints" / "step_000002", run_dir / "checkpoints" / "step_000002")
+    shutil.copytree(fleet_run / "checkpoints" / "step_000002", run_dir / "checkpoints" / "step_000002")
     (run_dir / "checkpoints" / "latest").write_text("step_000002\n")
-    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in metrics(preempted_fleet_run) if r["step"] <= 2))
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in metrics(fleet_run) if r["step"] <= 2))
     overrides = [*tiny_run(warm_model_dir, steps=4, rollout="vllm", extra=[*VLLM, "trainer.checkpoint_every=2"]),
                  "cluster.tasks_per_node=4", "engine=megatron", "engine.tensor_parallel_size=1"]
     rendered = subprocess.run([sys.executable, "-m", "oreal.cli", "sbatch", "cluster=local_slurm", *overrides],
                               capture_output=True, text=True, check=True).stdout
     script = tmp_path / "job.sbatch"
     script.write_text(rendered)
-    out = subprocess.run(["sbatch", "--parsable", str(script), f"run_dir={run_dir}"], cwd=tmp_path, env=venv_env(),
-                         capture_output=True, text=True, check=True)
-    job = out.stdout.strip().split(";")[0]
-    deadline = time.monotonic() + 900
-    while not any(r["step"] >= 3 for r in metrics(run_dir) if "train/num_samples" in r):
-        assert time.monotonic() < deadline, "the sbatch job never reached step 3"
-        time.sleep(1)
-    subprocess.run(["scancel", "--signal=USR1", job], check=True)
-    assert sacct(job, timeout_s=900) == ("COMPLETED", "0:0"), "".join(p.read_text()[-3000:] for p in tmp_path.glob("*.out"))
+
+    def logs() -> str:
+        return "".join(p.read_text()[-3000:] for p in tmp_path.glob("*.out"))
+
+    with StatusHistory(run_dir) as history:
+        out = subprocess.run(["sbatch", "--parsable", str(script), f"run_dir={run_dir}"], cwd=tmp_path, env=venv_env(),
+                             capture_output=True, text=True, check=True)
+        job = out.stdout.strip().split(";")[0]
+        # signal once the engine serves and the four trainer ranks have met (every task is past the
+        # entry point's signal set-up) and before the trainer can have generated: step 3, the first
+        # this job trains, is in progress
+        engine = run_dir / "rendezvous" / f"{job}.0" / "engine-0.json"
+        ranks = run_dir / ".ranks" / f"{job}.0"
+        deadline = time.monotonic() + 900
+        while not (engine.exists() and len(list(ranks.glob("*"))) == 4):
+            assert time.monotonic() < deadline, "the sbatch job's engine and trainer ranks never started" + logs()
+            time.sleep(0.5)
+        subprocess.run(["scancel", "--signal=USR1", job], check=True)
+        state = sacct(job, timeout_s=900)
+    assert state == ("COMPLETED", "0:0"), logs()
+    stopped = first_status(history.seen, "stopped")
+    assert (stopped["job_id"], stopped["step"]) == (job, 3) and "USR1" in stopped["reason"], stopped
+    # the stop's save (step 3: the copied checkpoint is step 2, the periodic one step 4) and the
+    # requeued job's final one hold every rank's part
+    for step in (3, 4):
+        assert_saved_by_every_rank(run_dir / "checkpoints" / f"step_{step:06d}", step)
     status = json.loads((run_dir / "status.json").read_text())
     assert (status["state"], status["step"], status["restart"]) == ("finished", 4, "1")
     rows = by_step(metrics(run_dir))
@@ -217,20 +366,45 @@ def test_an_sbatch_job_resumes_at_another_layout_and_requeues_on_usr1(preempted_
     assert_same_metrics(rows, reference, range(5))
 
 
+# ---- two tasks per node, data-parallel trainer ranks --------------------------------------------
+def test_two_tasks_per_node_train_with_two_data_parallel_ranks_like_one_process(tmp_path, warm_model_dir):
+    """Issue 19's second reproduction, which crashed at the first update: one HF engine (and an
+    idle task) on node 1, two data-parallel torch trainer ranks on node 2, GRPO, 3 steps."""
+    overrides = grpo_run(warm_model_dir, steps=3)
+    sweep = submit(tmp_path, "dp2", [*overrides, TWO_TASKS_PER_NODE])
+    [run] = run_folders(sweep)
+    assert sacct(job_id(run)) == ("COMPLETED", "0:0")
+    status = json.loads((run / "status.json").read_text())
+    assert (status["state"], status["step"], status["task"]) == ("finished", 3, "trainer rank 0"), status
+    # the layout: one engine announced itself, and both trainer ranks took part
+    [incarnation] = (run / "rendezvous").iterdir()
+    assert sorted(p.name for p in incarnation.glob("engine-*.json")) == ["engine-0.json"]
+    assert sorted(p.name for p in (run / ".ranks" / incarnation.name).iterdir()) == ["0", "1"]
+    # one row per step, each once (by_step): trainer rank 0 alone writes metrics
+    rows = by_step(metrics(run))
+    assert sorted(rows) == [0, 1, 2, 3]
+    assert [rows[step]["train/num_samples"] for step in (1, 2, 3)] == [6 * 4] * 3  # one draw of prompts for both ranks
+    shown = subprocess.run([sys.executable, "-m", "oreal.cli", "status", str(sweep)], capture_output=True, text=True)
+    assert shown.returncode == 0 and " finished  3/3 " in shown.stdout, shown.stdout + shown.stderr
+    # two data-parallel ranks and a remote engine == one process with a local engine
+    assert_same_metrics(rows, reference_run(tmp_path, overrides), range(4))
+
+
 # ---- failures ----------------------------------------------------------------------------------
-def test_a_killed_engine_fails_the_job_within_the_timeout(tmp_path, warm_model_dir):
-    """Two HF engines, two data-parallel trainer ranks; engine 1 is killed after step 1."""
-    overrides = tiny_run(warm_model_dir, steps=6, extra=["cluster.tasks_per_node=2", "rollout.engines_per_node=2",
-                                                         "rollout.request_timeout_s=120", "trainer.checkpoint_every=100"])
-    sweep = tmp_path / "killed"
-    launcher = subprocess.Popen(sweep_command(sweep, overrides), cwd=tmp_path, stdout=subprocess.PIPE,
+def kill_a_task_after_step_1(sweep: Path, overrides: list[str], victim) -> tuple[Path, str, tuple, float]:
+    """Submit a one-point sweep, and once it has logged step 1 SIGKILL the task whose pid
+    ``victim(run, tasks, engines, trainer_pid)`` returns (``tasks``: pid by SLURM_PROCID;
+    ``engines``: the rendezvous entries; ``trainer_pid``: rank 0's, from its "running" status).
+    Returns the run folder, the job, its final sacct state and the seconds it took to end."""
+    launcher = subprocess.Popen(sweep_command(sweep, overrides), cwd=sweep.parent, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
     try:
         run = wait_for_step(sweep, 1, alive=lambda: launcher.poll() is None)
+        job = raw_job(run)
         [incarnation] = (run / "rendezvous").iterdir()
-        engine = json.loads((incarnation / "engine-1.json").read_text())
+        engines = [json.loads(p.read_text()) for p in sorted(incarnation.glob("engine-*.json"))]
         trainer_pid = json.loads((run / "status.json").read_text())["pid"]
-        os.kill(engine["pid"], signal.SIGKILL)  # the virtual nodes are this machine's processes
+        os.kill(victim(run, task_pids(job), engines, trainer_pid), signal.SIGKILL)  # virtual nodes: this machine's processes
         killed_at = time.monotonic()
         state = sacct(job_id(run), timeout_s=300)
         ended_in = time.monotonic() - killed_at
@@ -238,13 +412,26 @@ def test_a_killed_engine_fails_the_job_within_the_timeout(tmp_path, warm_model_d
     finally:
         if launcher.poll() is None:
             launcher.kill()
-    assert state == ("FAILED", "1:0") or state[0] == "FAILED", state
+    return run, job, state, ended_in
+
+
+def test_a_killed_engine_fails_the_job_within_the_timeout(tmp_path, warm_model_dir):
+    """Two HF engines, two data-parallel trainer ranks; engine 1 is killed after step 1."""
+    overrides = tiny_run(warm_model_dir, steps=6, extra=["cluster.tasks_per_node=2", "rollout.engines_per_node=2",
+                                                         "rollout.request_timeout_s=120", "trainer.checkpoint_every=100"])
+
+    def engine_1(run, tasks, engines, trainer_pid):
+        # every task of the job as Slurm started it: engines 0-1 on node 1, trainer ranks 0-1 on node 2
+        assert sorted(tasks) == [0, 1, 2, 3] and [tasks[0], tasks[1], tasks[2]] == [e["pid"] for e in engines] + [trainer_pid]
+        return engines[1]["pid"]
+
+    run, job, state, ended_in = kill_a_task_after_step_1(tmp_path / "killed", overrides, engine_1)
+    assert state == KILLED, state
     assert ended_in < 120, f"the job took {ended_in:.0f} s to end after the engine died"
     status = json.loads((run / "status.json").read_text())
     assert status["state"] == "failed" and "rollout engine 1 on" in status["reason"], status
     assert "last heartbeat" in status["reason"]
-    for pid in (engine["pid"], trainer_pid):  # no task of the job outlives it
-        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+    assert_no_process_left(job)  # neither engine, neither trainer rank, nothing they started
     # what was trained is saved and loads: the checkpoint the failure wrote is the last logged step
     latest = (run / "checkpoints" / "latest").read_text().strip()
     saved_step = json.loads((run / "checkpoints" / latest / "trainer.json").read_text())["step"]
@@ -253,6 +440,35 @@ def test_a_killed_engine_fails_the_job_within_the_timeout(tmp_path, warm_model_d
 
     state_dict = torch.load(run / "checkpoints" / latest / "engine.pt", weights_only=False)
     assert {"policy", "policy_opt", "token_rm"} <= set(state_dict)
+    [wandb_file] = offline_runs(run)
+    assert exit_code(wandb_file) == 1  # the W&B run is marked failed
+
+
+def test_a_killed_trainer_rank_fails_the_whole_job_within_a_minute(tmp_path, warm_model_dir):
+    """Issue 19's second layout (one HF engine and an idle task on node 1, two data-parallel torch
+    trainer ranks on node 2); trainer rank 1 is SIGKILLed after step 1. Rank 0 finds its peer gone
+    at its next collective and records the failure; the engine's task follows."""
+    overrides = [*grpo_run(warm_model_dir, steps=6), TWO_TASKS_PER_NODE]
+    sweep = tmp_path / "rank_killed"
+
+    def trainer_rank_1(run, tasks, engines, trainer_pid):
+        # the tasks as Slurm started them: the engine (task 0), trainer ranks 0 and 1 (tasks 2, 3);
+        # node 1's second task (1) had nothing to do and may have ended already
+        assert {0, 2, 3} <= set(tasks) and [tasks[0], tasks[2]] == [engines[0]["pid"], trainer_pid], tasks
+        return tasks[3]
+
+    run, job, state, ended_in = kill_a_task_after_step_1(sweep, overrides, trainer_rank_1)
+    assert state == KILLED, state
+    assert ended_in < 60, f"the job took {ended_in:.0f} s to end after trainer rank 1 died" + job_logs(sweep)
+    # the rank that found its peer gone says so, with its host (all virtual nodes are this machine)
+    status = json.loads((run / "status.json").read_text())
+    assert (status["state"], status["task"], status["host"]) == ("failed", "trainer rank 0", socket.gethostname()), status
+    assert status["reason"] and status["step"] >= 1, status
+    shown = subprocess.run([sys.executable, "-m", "oreal.cli", "status", str(sweep)], capture_output=True, text=True)
+    assert shown.returncode == 1, shown.stdout + shown.stderr
+    [line] = shown.stdout.splitlines()[1:]
+    assert " failed " in line and f"trainer rank 0 on {status['host']}: " in line, line
+    assert_no_process_left(job)  # the engine, both trainer ranks, nothing they started
     [wandb_file] = offline_runs(run)
     assert exit_code(wandb_file) == 1  # the W&B run is marked failed
 
