@@ -257,6 +257,12 @@ def _fleet(cfg: Config) -> None:
 
     r, c = cfg.rollout, cfg.cluster
     _one_of("rollout.weight_transport", r.weight_transport, ("collective", "socket"))
+    if r.engine == "vllm" and r.weight_transport == "socket" and r.tensor_parallel_size > 1:
+        # the socket path streams buckets as a generator into collective_rpc, which vLLM's
+        # multiprocess executor (every engine with TP > 1) must pickle for its workers
+        raise ValueError(f"rollout.weight_transport=socket does not work with rollout.tensor_parallel_size="
+                         f"{r.tensor_parallel_size} (vLLM's multiprocess executor cannot pickle the streamed weights); "
+                         "use rollout.weight_transport=collective")
     if r.engines_per_node is not None:
         _positive("rollout.engines_per_node", r.engines_per_node)
     engines_per_node(c.gpus_per_node, r.tensor_parallel_size, r.engines_per_node)

@@ -113,6 +113,20 @@ def test_bad_values_fail_in_one_line_naming_the_field(overrides, pattern, tmp_pa
     assert "\n" not in str(info.value)
 
 
+def test_socket_weights_are_refused_for_tensor_parallel_vllm_engines_only():
+    """The socket path streams the weights into vLLM's ``collective_rpc`` as a generator, which
+    the multiprocess executor of an engine with TP > 1 cannot pickle: refused with the fix."""
+    with pytest.raises(ConfigError) as info:
+        load_config(["cluster=slurm", "experiment=oreal_32b", "rollout.weight_transport=socket"])
+    assert str(info.value) == ("rollout.weight_transport=socket does not work with rollout.tensor_parallel_size=4 "
+                               "(vLLM's multiprocess executor cannot pickle the streamed weights); "
+                               "use rollout.weight_transport=collective")
+    # the neighbours stay valid: socket at TP 1, and TP > 1 with the collective (the default)
+    socket_tp1 = load_config(["cluster=slurm", "experiment=oreal_7b", "rollout.weight_transport=socket"]).rollout
+    assert (socket_tp1.weight_transport, socket_tp1.tensor_parallel_size) == ("socket", 1)
+    assert load_config(["cluster=slurm", "experiment=oreal_32b"]).rollout.weight_transport == "collective"
+
+
 def test_entry_point_reports_bad_config_in_one_line():
     proc = subprocess.run([sys.executable, "-m", "oreal.train", "engine.tensor_parallel_size=3", "hydra.run.dir=/tmp/oreal-test-bad"],
                           capture_output=True, text=True, timeout=120)
@@ -145,6 +159,8 @@ FACTOR_ROWS = {  # row: (variant, filter, actor_freeze_steps, rescale or None)
     "3b_freeze": ("oreal", "none", 10, "uniform"),
     "3c_token_weights": ("oreal", "none", 0, "threshold"),
     "4_token_rm": ("oreal", "pair", 10, "threshold"),
+    "4u_uniform_weights": ("oreal", "pair", 10, "uniform"),
+    "4f_no_freeze": ("oreal", "pair", 0, "threshold"),
 }
 
 

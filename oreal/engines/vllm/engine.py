@@ -13,6 +13,8 @@ which engine of a fleet serves it.
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import os
 from typing import Iterator, Optional, Sequence
@@ -54,14 +56,22 @@ class VLLMRolloutEngine:
     def generate(self, prompts: Sequence[list[int]], n: int, sampling: SamplingSettings) -> list[RolloutGroup]:
         from vllm import SamplingParams
 
+        # vLLM refuses n > 1 at temperature 0; greedy samples are all the same, so one is made
+        # and repeated
+        greedy = sampling.temperature == 0
         params = [SamplingParams(
-            n=n, temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k or -1,
+            n=1 if greedy else n, temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k or -1,
             max_tokens=sampling.max_new_tokens, stop=list(sampling.stop) or None, logprobs=0,
             seed=None if sampling.seed is None else prompt_seed(sampling.seed, sampling.prompt_offset + i),
         ) for i in range(len(prompts))]
         requests = [{"prompt_token_ids": list(p)} for p in prompts]
         outputs = self.llm.generate(requests, params, use_tqdm=False)
-        return [RolloutGroup(list(p), [self._completion(c) for c in out.outputs]) for p, out in zip(prompts, outputs)]
+        groups = [RolloutGroup(list(p), [self._completion(c) for c in out.outputs]) for p, out in zip(prompts, outputs)]
+        if greedy:
+            for g in groups:
+                c = g.completions[0]
+                g.completions = [dataclasses.replace(c, token_ids=list(c.token_ids), logprobs=list(c.logprobs)) for _ in range(n)]
+        return groups
 
     @staticmethod
     def _completion(c) -> Completion:
