@@ -71,8 +71,12 @@ rounded from, and shorter ones never do.
 
 **Choices**. Against a gold choice letter ``B``, an answer ``(B) 12`` is its letter.
 
-**Non-finite values** (:mod:`oreal.reward.equivalence`). Nothing containing ``zoo`` or ``nan``
-equals anything; infinities match only structurally (``(1, \\infty)``).
+**Non-finite values** (:mod:`oreal.reward.equivalence`). Nothing that is or contains ``zoo`` or
+``nan`` once evaluated equals anything: ``\\tan(\\pi/2)`` is not ``\\cot 0``, ``\\frac{0}{0}`` is
+not ``0/0``, ``\\infty-\\infty`` is not ``0\\cdot\\infty``. The one exception is text identical
+to the gold after normalisation, which matches before anything is parsed. Infinity is a value
+but matches only as the same expression, never through simplification (``(1, \\infty)`` is
+``(1, +\\infty)``).
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ then both sides parsed from LaTeX by latex2sympy2_extended and compared structur
 ends, ordered tuples, unordered sets, matrices, equations up to a constant factor,
 inequalities up to a positive factor, a gold inequality as its solution set, complex
 numbers) and symbolically (``simplify(a - b) == 0``) with floats turned into exact
-rationals. Nothing containing ``zoo`` or ``nan`` equals anything.
+rationals. Nothing that is or contains ``zoo`` or ``nan`` once evaluated equals anything
+(text identical after normalisation matched before parsing).
 
 Every comparison also says whether it *decided*: a verdict that is not decided (one side
 does not parse, or the two are of kinds compared nowhere here, such as an inequality against
@@ -352,9 +353,38 @@ def _exact(expr: Any, sympy) -> Any:
 
 
 def _non_finite(x: Any, sympy) -> bool:
+    """``x``, or a part of it once evaluated, is ``zoo`` or ``nan``. latex2sympy leaves
+    ``\\tan(\\pi/2)``, ``\\ln 0``, ``\\infty-\\infty`` and ``\\frac{1}{1-1}`` unevaluated, and
+    rebuilt they are all zoo or nan (so equal to each other), while ``x = \\cot 0`` evaluates
+    to False: every part is checked as it is rebuilt, not only the result."""
     if isinstance(x, sympy.MatrixBase):
         return any(_non_finite(e, sympy) for e in x)
-    return isinstance(x, sympy.Basic) and x.has(sympy.zoo, sympy.nan)
+    if not isinstance(x, sympy.Basic):
+        return False
+    if x.has(sympy.zoo, sympy.nan):
+        return True
+    try:
+        return _rebuilt_defined(x, sympy) is None
+    except (MemoryError, RecursionError):
+        raise
+    except Exception:  # noqa: BLE001 - a node that cannot be rebuilt is judged as written
+        return False
+
+
+def _rebuilt_defined(x: Any, sympy) -> Any:
+    """``x`` rebuilt as by :func:`_rebuilt`, or None when a part of it evaluates to zoo or nan."""
+    if x is sympy.zoo or x is sympy.nan:
+        return None
+    if not getattr(x, "args", None):
+        return x
+    args = []
+    for arg in x.args:
+        rebuilt = _rebuilt_defined(arg, sympy)
+        if rebuilt is None:
+            return None
+        args.append(rebuilt)
+    whole = x.func(*args)
+    return None if whole is sympy.zoo or whole is sympy.nan else whole
 
 
 def _rebuilt(x: Any) -> Any:

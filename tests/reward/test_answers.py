@@ -164,6 +164,70 @@ def test_non_finite_values_never_match(pool):
     assert verdicts(pool, NON_FINITE) == expected(NON_FINITE)
 
 
+# Written differently (so settled neither as text nor by a cheaper rule), parsed by sympy to the
+# same zoo or nan once evaluated (latex2sympy leaves tan(pi/2), log(0), oo - oo, 1/(1-1)
+# unevaluated): without the non-finite guard each pair is "equal".
+UNDEFINED_ALIKE = [
+    (r"\frac{1}{0}", r"\frac{2}{0}"),
+    (r"\frac{0}{0}", "0/0"),
+    (r"\tan(\pi/2)", r"\tan\frac{3\pi}{2}"),
+    (r"\tan\frac{\pi}{2}", r"\cot 0"),
+    (r"\ln 0", r"\log(0)"),
+    (r"\frac{1}{1-1}", r"\frac{2}{2-2}"),
+    (r"\infty-\infty", r"0\cdot\infty"),
+    (r"\frac{\infty}{\infty}", r"\infty-\infty"),
+    (r"x = \tan\frac{\pi}{2}", r"x = \cot 0"),  # as an equation, Eq(x, zoo) evaluates to False
+    (r"\begin{pmatrix}\frac{1}{1-1}\\1\end{pmatrix}", r"\begin{pmatrix}\frac{2}{2-2}\\1\end{pmatrix}"),
+]
+
+
+@pytest.mark.parametrize("pred,gold", UNDEFINED_ALIKE)
+def test_the_non_finite_guard_decides(pred, gold, monkeypatch):
+    import sympy
+
+    from oreal.reward import equivalence
+
+    assert normalize_answer(pred) != normalize_answer(gold)
+    a, b = equivalence.to_sympy(normalize_answer(pred)), equivalence.to_sympy(normalize_answer(gold))
+    assert equivalence._non_finite(a, sympy) and equivalence._non_finite(b, sympy)
+    assert equivalence.sympy_equal(a, b) is False
+    assert not equivalence.equivalent(pred, gold).equal
+    monkeypatch.setattr(equivalence, "_non_finite", lambda x, sympy: False)
+    assert equivalence.sympy_equal(a, b) is True  # zoo == zoo, nan == nan: what the guard stops
+    assert equivalence.equivalent(pred, gold).equal
+
+
+UNDEFINED = [(r"\boxed{%s}" % p, g, "incorrect") for p, g in UNDEFINED_ALIKE] + [
+    (r"\boxed{0/0}", "1", "incorrect"),
+    (r"\boxed{1}", "0/0", "incorrect"),
+    (r"\boxed{\frac{0}{0}}", "0", "incorrect"),
+    (r"\boxed{\infty - \infty}", "0", "incorrect"),
+    (r"\boxed{\frac{1}{0}}", r"\infty", "incorrect"),  # zoo is not oo
+    (r"\boxed{\tan(\pi/2)}", r"\infty", "incorrect"),
+    # text identical to the gold after normalisation matches before anything is parsed, even
+    # when its value is undefined (sympy_equal(nan, nan) is False, as tested above)
+    (r"\boxed{\frac{0}{0}}", r"\frac{0}{0}", "correct"),
+]
+
+
+def test_undefined_values_never_match(pool):
+    assert verdicts(pool, UNDEFINED) == expected(UNDEFINED)
+
+
+# Infinity is a value: it matches itself as the same expression (never through simplify).
+INFINITIES = [
+    (r"\boxed{\infty}", r"\infty", "correct"),
+    (r"\boxed{+\infty}", r"\infty", "correct"),
+    (r"\boxed{-\infty}", r"\infty", "incorrect"),
+    (r"\boxed{(-\infty, 2] \cup (3, +\infty)}", r"(-\infty,2]\cup(3,\infty)", "correct"),
+    (r"\boxed{(-\infty, 2) \cup (3, +\infty)}", r"(-\infty,2]\cup(3,\infty)", "incorrect"),
+]
+
+
+def test_infinity_answers(pool):
+    assert verdicts(pool, INFINITIES) == expected(INFINITIES)
+
+
 def test_identical_expressions_match_before_simplification(pool):
     # simplify() of this difference runs for minutes; the expressions are the same tree
     g = pool.check(r"\boxed{\frac{\sqrt{\sqrt{11}+\sqrt{194}}}{2\sqrt{33}+15}}", r"\frac{\sqrt{\sqrt{11}+\sqrt{194}}}{15+2\sqrt{33}}")
