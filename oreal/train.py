@@ -93,7 +93,7 @@ HYDRA_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "-
 def validate_command_line(argv: list[str]) -> int:
     """Every run (every point of a ``-m`` sweep) composed and validated before Hydra starts
     anything: a bad value is one line naming the field, and no bad sweep point reaches a
-    cluster. Returns the exit status (0: all valid)."""
+    cluster; a single run's folder must be writable. Returns the exit status (0: all valid)."""
     multirun = any(a in ("-m", "--multirun") for a in argv)
     overrides = [a for a in argv if a not in ("-m", "--multirun")]
     if any(a.split("=")[0] in HYDRA_FLAGS for a in overrides):
@@ -108,12 +108,29 @@ def validate_command_line(argv: list[str]) -> int:
     bad = 0
     for point in points:
         try:
-            load_config(point)
+            cfg = load_config(point)
         except ConfigError as exc:
             bad += 1
             where = f" (sweep point {' '.join(point)})" if multirun else ""
             print(f"oreal: invalid config{where}: {exc}", file=sys.stderr)
-    return EXIT_CONFIG if bad else 0
+    if bad:
+        return EXIT_CONFIG
+    return 0 if multirun else _run_dir_writable(cfg.run_dir)
+
+
+def _run_dir_writable(run_dir: str) -> int:
+    """Hydra creates the run folder before any of our code runs, and a folder it cannot create
+    ends in its traceback: the preflight's check, made first."""
+    from pathlib import Path
+
+    from oreal.trainer.preflight import PreflightError, check_writable
+
+    try:
+        check_writable(Path(run_dir))
+    except PreflightError as exc:
+        print(f"oreal: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """``oreal config [OVERRIDES]``: compose, validate and print the resolved config as YAML, then
-run the checks a run makes before it builds anything (data sources, judge, run folder:
-oreal/trainer/preflight.py); ``--no-checks`` skips them."""
+run the checks a run makes before it builds anything (oreal/trainer/preflight.py: run folder,
+data sources, model path, prompts against the model's context with its tokenizer, judge), each
+failure one line and exit status 1; ``--no-checks`` skips them."""
 
 from __future__ import annotations
 
@@ -27,11 +28,12 @@ def main(argv: Sequence[str]) -> int:
         return 2
     print(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False), end="")
     if not args.no_checks:
-        from oreal.trainer.preflight import PreflightError, preflight
+        from oreal.errors import OrealError
+        from oreal.trainer.preflight import preflight
 
         try:
             preflight(cfg, Path(cfg.run_dir))
-        except PreflightError as exc:
+        except OrealError as exc:  # a PreflightError, or the ModelPathError of a model that cannot be found
             print(f"oreal: {exc}", file=sys.stderr)
             return 1
     return 0

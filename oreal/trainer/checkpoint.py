@@ -125,10 +125,12 @@ class CheckpointManager:
                 error = exc
             if not any_rank(error is not None, self.env):
                 return path, state
-            tried.append(f"{path.name}: {one_line(error) if error else 'unreadable on another rank'}")
+            reason = one_line(error) if error else "unreadable on another rank"
+            # the summary below names every checkpoint: each reason's first sentence only (torch's
+            # message for a truncated file goes on with 200 characters of advice)
+            tried.append(f"{path.name}: {reason.split('. ', 1)[0]}")
             if self.env.is_main:
-                print(f"oreal: checkpoint {path} cannot be loaded ({tried[-1].split(': ', 1)[1]}); trying the one before",
-                      file=sys.stderr, flush=True)
+                print(f"oreal: checkpoint {path} cannot be loaded ({reason}); trying the one before", file=sys.stderr, flush=True)
         if tried:
             raise CheckpointError(f"no checkpoint in {self.root} can be loaded ({'; '.join(tried)}); move the folder away "
                                   "to start the run afresh")

@@ -3,9 +3,9 @@
 Everything a run will need and can be checked cheaply: the run folder is writable; every
 training and evaluation source exists, parses, has the named fields and at least one row (the
 error names the config field and the file and line of the first bad row); the model path is a
-folder or a hub id that can be fetched (oreal/engines/model_files.py); a configured LLM
-judge answers; and, once the tokenizer exists (before the SFT warm start), a prompt fits the
-model's context and ``data.max_prompt_tokens``. ``oreal config`` runs the same checks.
+folder or a hub id that can be fetched (oreal/engines/model_files.py); a prompt fits the
+model's context and ``data.max_prompt_tokens`` (which needs only the tokenizer); a configured
+LLM judge answers. ``oreal config`` runs the same checks, through :func:`preflight`.
 """
 
 from __future__ import annotations
@@ -27,10 +27,7 @@ def preflight(cfg: Config, run_dir: Optional[Path] = None) -> None:
     if run_dir is not None:
         check_writable(Path(run_dir))
     check_sources(cfg)
-    if not cfg.model.build_locally:
-        from oreal.engines.model_files import resolve_model_path
-
-        resolve_model_path(cfg.model.path, cfg.cache_dir)  # a hub id is downloaded now, once
+    check_prompts(cfg)
     if cfg.reward.judge.enabled:
         check_judge(cfg)
 
@@ -80,6 +77,32 @@ def check_judge(cfg: Config) -> None:
     except JudgeUnavailable as exc:
         raise PreflightError(f"reward.judge.base_url={j.base_url}: {exc}; start the judge server, fix the URL, or train "
                              "without a judge (reward=rule)") from None
+
+
+def check_prompts(cfg: Config) -> None:
+    """:func:`check_prompt_fits` with the model's tokenizer, before any model is built: the
+    model folder's (a hub id is downloaded now, once), or for a model built locally (the tiny
+    sizes) the one it is built with, trained in memory (about 2 s) when it is not built yet."""
+    if not cfg.model.build_locally:
+        from oreal.engines.model_files import resolve_model_path
+
+        check_model_prompts(cfg, resolve_model_path(cfg.model.path, cfg.cache_dir))
+        return
+    from oreal.engines.tiny import corpus, hf_tokenizer, is_current, train_tokenizer
+
+    if is_current(Path(cfg.model.path), cfg.model, cfg.data.cpu_task, seed=0):  # the seed ensure_tiny builds with
+        check_model_prompts(cfg, cfg.model.path)
+        return
+    positions = cfg.model.max_position_embeddings
+    check_prompt_fits(cfg, hf_tokenizer(train_tokenizer(corpus(cfg.data.cpu_task), cfg.model.vocab_size), positions), positions)
+
+
+def check_model_prompts(cfg: Config, model_path: str) -> None:
+    """:func:`check_prompt_fits` with the tokenizer and positions of the model folder ``model_path``."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    positions = getattr(AutoConfig.from_pretrained(model_path), "max_position_embeddings", None)
+    check_prompt_fits(cfg, AutoTokenizer.from_pretrained(model_path), positions)
 
 
 def check_prompt_fits(cfg: Config, tokenizer, context: Optional[int] = None) -> None:

@@ -63,6 +63,7 @@ def run(cfg: Config, run_dir: Optional[Path] = None, *, dist_env: Optional[DistE
 
 def _preflight(cfg: Config, run_dir: Path, dist_env: DistEnv) -> None:
     """Rank 0 checks what the run needs (oreal/trainer/preflight.py); every rank gets its verdict."""
+    from oreal.errors import OrealError
     from oreal.trainer.preflight import PreflightError, preflight
     from oreal.trainer.ranks import broadcast_from_main
 
@@ -70,7 +71,7 @@ def _preflight(cfg: Config, run_dir: Path, dist_env: DistEnv) -> None:
     if dist_env.is_main:
         try:
             preflight(cfg, run_dir)
-        except PreflightError as exc:
+        except OrealError as exc:  # a ModelPathError too: every rank must hear of it, or the others wait here
             problem = str(exc)
     problem = broadcast_from_main(problem, dist_env)
     if problem:

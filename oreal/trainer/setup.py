@@ -47,28 +47,22 @@ def complete_model_folder(out: Path, source: str) -> None:
 def starting_model(cfg: Config, progress: bool = True) -> str:
     """The checkpoint RL starts from: the configured model (built locally for the tiny sizes),
     warm-started by SFT when ``trainer.sft.enabled``. Before the (long) warm start, the
-    prompts must fit the model (:func:`oreal.trainer.preflight.check_prompt_fits`)."""
+    prompts must fit the model (a run's preflight checked it already; the other callers, a
+    rollout task and ``oreal eval``, have not)."""
+    from oreal.trainer.preflight import check_model_prompts
+
     if not cfg.model.build_locally:
         from oreal.engines.model_files import resolve_model_path
 
         path = resolve_model_path(cfg.model.path, cfg.cache_dir)
-        _check_prompts_fit(cfg, path)
+        check_model_prompts(cfg, path)
         return path
     from oreal.engines.tiny import ensure_tiny
     from oreal.trainer.sft import warm_start
 
     base = ensure_tiny(cfg.model, cfg.data.cpu_task)
-    _check_prompts_fit(cfg, str(base))
+    check_model_prompts(cfg, str(base))
     return str(warm_start(cfg, base, progress))
-
-
-def _check_prompts_fit(cfg: Config, model_path: str) -> None:
-    from transformers import AutoConfig, AutoTokenizer
-
-    from oreal.trainer.preflight import check_prompt_fits
-
-    positions = getattr(AutoConfig.from_pretrained(model_path), "max_position_embeddings", None)
-    check_prompt_fits(cfg, AutoTokenizer.from_pretrained(model_path), positions)
 
 
 def run_id(run_dir: Path) -> str:
