@@ -29,10 +29,11 @@ from oreal.launch.layout import engine_slots, engines_per_node
 GiB = 1 << 30
 BF16 = 2
 # policy and token RM as the Megatron engine trains them: bf16 weights + bf16 grads, and the
-# optimiser state: fp32 master weights + two fp32 Adam moments, split over the data-parallel
-# ranks with engine.distributed_optimizer (whole parameters: the split is taken as even)
+# optimiser state: fp32 master weights, their fp32 gradients at the step, two fp32 Adam moments,
+# split over the data-parallel ranks with engine.distributed_optimizer (whole parameters: the
+# split is taken as even)
 WEIGHT_AND_GRAD_BYTES = BF16 + BF16
-OPTIMIZER_BYTES_PER_PARAM = 4 + 4 + 4
+OPTIMIZER_BYTES_PER_PARAM = 4 + 4 + 4 + 4
 FROZEN_BYTES_PER_PARAM = BF16
 
 

@@ -55,6 +55,11 @@ class HFCheckpoint:
         if not files:
             raise FileNotFoundError(f"no *.safetensors files in {model_path}: the Megatron engine loads Hugging Face "
                                     "checkpoints saved with safe_serialization=True")
+        index = Path(model_path) / "model.safetensors.index.json"
+        if index.exists():  # the files the index names, and no stray one
+            weight_map = json.loads(index.read_text())["weight_map"]
+            self._file = {name: Path(model_path) / f for name, f in weight_map.items()}
+            return
         self._file = {}
         for f in files:
             with safe_open(str(f), framework="pt") as opened:
@@ -170,9 +175,11 @@ class MegatronPolicyEngine:
         owners = None
         if trainable and self.distributed_optimizer and lay.dp > 1:
             sizes = {n: p.numel() for n, p in module.named_parameters()}
-            if len(sizes) < lay.dp:
+            fewest = torch.tensor(len(sizes), device=self.device)
+            dist.all_reduce(fewest, op=dist.ReduceOp.MIN)  # every rank refuses, or none
+            if int(fewest) < lay.dp:
                 raise ValueError(f"engine.distributed_optimizer=true splits whole parameters over the {lay.dp} data-parallel "
-                                 f"ranks, but a stage has only {len(sizes)}: set engine.distributed_optimizer=false")
+                                 f"ranks, but a pipeline stage has only {int(fewest)}: set engine.distributed_optimizer=false")
             owners = assign_owners(sizes, lay.dp)
         return _Model(module, score_head, trainable, owners, lay.dp_rank)
 
@@ -435,12 +442,12 @@ class MegatronPolicyEngine:
         return buckets(named, bucket_bytes)
 
     # ---- sharded checkpoints ------------------------------------------------------------
-    def _sharded_state(self, loading: bool = False) -> dict:
+    def _sharded_state(self) -> dict:
         """Megatron sharded state of every trainable model: its weights (the fp32 masters when
         it keeps them), both Adam moments, and (as common state) its schedule and step count.
         Keys follow Megatron's layout-free naming, so any TP / PP / DP layout, sharded optimiser
-        or not, can load it. A sharded optimiser's owner is the main replica of what it steps;
-        ``loading``, the other ranks also ask for the weights (into fresh fp32 buffers)."""
+        or not, can load it. With a sharded optimiser each rank saves and loads what it owns
+        (its owner is the tensor's one main replica)."""
         from megatron.core.dist_checkpointing.optimizer import make_sharded_optimizer_tensor
 
         state: dict = {}
@@ -452,17 +459,12 @@ class MegatronPolicyEngine:
                 pname = names.get(id(getattr(sharded, "data", None)))
                 if pname is None:  # the local spec's empty ``_extra_state`` objects
                     continue
-                owned = pname in model.owned
+                if pname not in model.owned:  # another data-parallel rank's
+                    continue
                 for what, by_name in tensors.items():
-                    if owned:
-                        data = by_name[pname]
-                    elif loading and what == "weights":
-                        data = torch.empty(sharded.data.shape, dtype=torch.float32, device=self.device)
-                    else:  # another data-parallel rank owns it
-                        continue
-                    tensor = make_sharded_optimizer_tensor(sharded, data, f"{name}.{what}")
+                    tensor = make_sharded_optimizer_tensor(sharded, by_name[pname], f"{name}.{what}")
                     if model.sharded:
-                        tensor = dataclasses.replace(tensor, replica_id=_data_parallel_replica(tensor.replica_id, owned))
+                        tensor = dataclasses.replace(tensor, replica_id=_owned_replica(tensor.replica_id))
                     state[f"{name}.{what}.{key}"] = tensor
             state[f"{name}.common"] = {"sched": model.sched.state_dict(), "param_groups": _hyper_parameters(model.opt),
                                        "adam_step": float(next(iter(adam.values()))["step"]) if adam else 0.0}
@@ -488,28 +490,27 @@ class MegatronPolicyEngine:
         dist_checkpointing.save(self._sharded_state(), str(target), sharded_strategy=strategy)
 
     def load(self, directory: Path) -> None:
-        """Each rank reads the pieces of its own shards, resharding from whatever layout wrote them."""
+        """Each rank reads the pieces of its own shards, resharding from whatever layout wrote them
+        (with a sharded optimiser: of what it owns, then the owners broadcast the weights)."""
         from megatron.core import dist_checkpointing
+        from megatron.core import parallel_state as ps
 
-        loaded = dist_checkpointing.load(self._sharded_state(loading=True), str(Path(directory) / "engine"))
+        loaded = dist_checkpointing.load(self._sharded_state(), str(Path(directory) / "engine"))
         for name, model in self._trainable():
             common = loaded[f"{name}.common"]
             adam = _adam_state(model, step=common["adam_step"])
             names = {id(p): n for n, p in model.module.named_parameters()}
-            params = model.params()
             with torch.no_grad():
                 for key, sharded in model.module.sharded_state_dict(prefix="").items():
                     pname = names.get(id(getattr(sharded, "data", None)))
-                    if pname is None:
+                    if pname is None or pname not in model.owned:
                         continue
-                    weights = loaded[f"{name}.weights.{key}"]
-                    if pname not in model.owned:
-                        params[pname].copy_(weights)
-                        continue
-                    model.optimized()[pname].copy_(weights)
+                    model.optimized()[pname].copy_(loaded[f"{name}.weights.{key}"])
                     for m in ("exp_avg", "exp_avg_sq"):
                         adam[pname][m].copy_(loaded[f"{name}.{m}.{key}"])
             model.master_to_params()
+            if model.sharded:
+                share_updates(model.params(), model.owners, ps.get_data_parallel_group())
             for group, saved in zip(model.opt.param_groups, common["param_groups"]):
                 group.update(saved)
             load_schedule(model.sched, common["sched"])
@@ -526,6 +527,8 @@ class MegatronPolicyEngine:
         total_size = 0
         if self.layout.rank == 0:
             out.mkdir(parents=True, exist_ok=True)
+            for stale in [*out.glob("*.safetensors"), out / "model.safetensors.index.json"]:
+                stale.unlink(missing_ok=True)  # an earlier export's files would shadow or mix with these
         for i, unit in enumerate(self._gathered(self.policy)):
             if self.layout.rank != 0:
                 continue
@@ -543,10 +546,10 @@ class MegatronPolicyEngine:
         AutoConfig.from_pretrained(self._model_path).save_pretrained(path)
 
 
-def _data_parallel_replica(replica_id: tuple, main: bool) -> tuple:
-    """Megatron's replica id ``(.., tp duplicate, data-parallel rank)`` with its data-parallel
-    part saying whether this rank owns the tensor (the one main replica) or not."""
-    return (*replica_id[:-1], 0 if main else 1)
+def _owned_replica(replica_id: tuple) -> tuple:
+    """Megatron's replica id ``(.., tp duplicate, data-parallel rank)`` of a tensor this rank
+    owns: its data-parallel part 0, the one main replica (no other data-parallel rank has it)."""
+    return (*replica_id[:-1], 0)
 
 
 def _hyper_parameters(opt: torch.optim.Optimizer) -> list[dict]:

@@ -56,9 +56,9 @@ class VLLMRolloutEngine:
     def generate(self, prompts: Sequence[list[int]], n: int, sampling: SamplingSettings) -> list[RolloutGroup]:
         from vllm import SamplingParams
 
-        # vLLM refuses n > 1 at temperature 0; greedy samples are all the same, so one is made
-        # and repeated
-        greedy = sampling.temperature == 0
+        # vLLM samples greedily below a temperature of 1e-5 and then refuses n > 1; greedy
+        # samples are all the same, so one is made and repeated
+        greedy = sampling.temperature < 1e-5
         params = [SamplingParams(
             n=1 if greedy else n, temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k or -1,
             max_tokens=sampling.max_new_tokens, stop=list(sampling.stop) or None, logprobs=0,
