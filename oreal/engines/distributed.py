@@ -56,11 +56,26 @@ def all_reduce_metrics(sums: dict[str, float], device: str, group=None) -> dict[
 
 def all_reduce_in_buckets(tensors: list[torch.Tensor], group=None, bucket_bytes: int = 64 << 20) -> None:
     """Sum ``tensors`` in place over ``group``, flattened into buckets (one collective each)."""
+    _in_buckets(tensors, bucket_bytes, lambda flat: dist.all_reduce(flat, group=group), receives=True)
+
+
+def broadcast_in_buckets(tensors: list[torch.Tensor], src: int, group=None, bucket_bytes: int = 64 << 20) -> None:
+    """Global rank ``src``'s ``tensors`` copied in place to every rank of ``group``, flattened into
+    buckets (one collective each)."""
+    _in_buckets(tensors, bucket_bytes, lambda flat: dist.broadcast(flat, src=src, group=group),
+                receives=dist.get_rank() != src)
+
+
+def _in_buckets(tensors: list[torch.Tensor], bucket_bytes: int, collective, receives: bool) -> None:
+    """``collective`` on each bucket of ``tensors`` flattened; the result copied back where this
+    rank ``receives`` one."""
     from oreal.engines.weights import buckets
 
     for bucket in buckets(((str(i), t) for i, t in enumerate(tensors)), bucket_bytes):
         flat = torch.cat([t.reshape(-1) for _, t in bucket])
-        dist.all_reduce(flat, group=group)
+        collective(flat)
+        if not receives:
+            continue
         offset = 0
         for _, t in bucket:
             t.copy_(flat[offset : offset + t.numel()].view_as(t))

@@ -98,13 +98,11 @@ def hf_unit_to_mcore(hf: Mapping[str, torch.Tensor], unit: tuple, dims: ModelDim
     return out
 
 
-def hf_to_mcore(hf: Mapping[str, torch.Tensor], dims: ModelDims, score_head: bool = False) -> Tensors:
-    """Full HF state dict (``score.weight`` for the token RM's head) -> full Megatron names."""
+def hf_to_mcore(hf: Mapping[str, torch.Tensor], dims: ModelDims) -> Tensors:
+    """Full HF state dict -> full Megatron names (the engine loads unit by unit instead)."""
     out: Tensors = {}
     for unit in units(dims):
         out.update(hf_unit_to_mcore(hf, unit, dims))
-    if score_head:
-        out["output_layer.weight"] = hf["score.weight"]
     return {k: v.detach().clone() for k, v in out.items()}
 
 

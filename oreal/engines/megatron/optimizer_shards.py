@@ -23,6 +23,8 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
+from oreal.engines.distributed import broadcast_in_buckets
+
 
 def assign_owners(sizes: dict[str, int], ranks: int) -> dict[str, int]:
     """The data-parallel rank that steps each parameter, from ``{name: numel}`` in a fixed order
@@ -42,32 +44,6 @@ def share_updates(params: dict[str, torch.Tensor], owners: dict[str, int], group
     """Every owner broadcasts its parameters to the other ranks of the data-parallel ``group``,
     flattened into buckets of at most ``bucket_bytes`` (a parameter larger than that is a bucket
     of its own)."""
-    me = dist.get_rank(group)
-    global_ranks = dist.get_process_group_ranks(group)
-    for owner, src in enumerate(global_ranks):
-        for bucket in _buckets([n for n in params if owners[n] == owner], params, bucket_bytes):
-            tensors = [params[n] for n in bucket]
-            if me == owner:
-                flat = torch.cat([t.detach().reshape(-1) for t in tensors])
-            else:
-                flat = torch.empty(sum(t.numel() for t in tensors), dtype=tensors[0].dtype, device=tensors[0].device)
-            dist.broadcast(flat, src=src, group=group)
-            if me != owner:
-                with torch.no_grad():
-                    for t, part in zip(tensors, flat.split([t.numel() for t in tensors])):
-                        t.copy_(part.view_as(t))
-
-
-def _buckets(names: list[str], params: dict[str, torch.Tensor], bucket_bytes: int) -> list[list[str]]:
-    out: list[list[str]] = []
-    size = 0
-    for n in names:
-        p = params[n]
-        nbytes = p.numel() * p.element_size()
-        if out and size + nbytes <= bucket_bytes and out[-1] and params[out[-1][0]].dtype == p.dtype:
-            out[-1].append(n)
-            size += nbytes
-        else:
-            out.append([n])
-            size = nbytes
-    return out
+    with torch.no_grad():
+        for owner, src in enumerate(dist.get_process_group_ranks(group)):
+            broadcast_in_buckets([p for n, p in params.items() if owners[n] == owner], src, group, bucket_bytes)
